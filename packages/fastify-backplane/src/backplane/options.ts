@@ -1,0 +1,92 @@
+import { randomUUID } from 'node:crypto'
+import type { Redis, RedisOptions } from 'ioredis'
+import { InvalidOptionError } from '../errors.js'
+import type { InProcessBus } from '../transport/in-process.js'
+
+/** Options of the backplane plugin. */
+export interface BackplaneOptions {
+  /**
+   * Where instances meet. A `redis://` or `rediss://` URL (pass `process.env.REDIS_URL`),
+   * ioredis options, or an ioredis client that the app already has, such as the one that
+   * `@fastify/redis` decorates. Without it, or with an empty string, delivery stays inside
+   * this process. The plugin never reads environment variables itself.
+   * @default undefined (in-process delivery)
+   */
+  redis?: string | RedisOptions | Redis
+  /**
+   * Prefix of every channel name. Redis pub/sub ignores the database number, so apps that
+   * share one Redis must use different prefixes.
+   * @default 'fastify-backplane:'
+   */
+  channelPrefix?: string
+  /**
+   * Whether to verify the Redis server's TLS certificate. Set it to `false` for Heroku
+   * Key-Value Store, whose certificates are self-signed; it affects this plugin's Redis
+   * connections only, never the rest of the process.
+   * @default true
+   */
+  redisRejectUnauthorized?: boolean
+  /**
+   * Identifies this instance in envelopes and logs. Two live instances must never share one.
+   * @default a random UUID
+   */
+  instanceId?: string
+  /**
+   * The bus that in-process delivery uses. Pass one bus to several Fastify instances in one
+   * process to let them reach each other without Redis.
+   * @default a new bus for this instance
+   */
+  inProcessBus?: InProcessBus
+  /**
+   * How long closing waits for Redis to acknowledge QUIT before dropping the connections, in
+   * milliseconds.
+   * @default 5000
+   */
+  closeTimeout?: number
+}
+
+/** The options after validation, with every default applied. */
+export interface ResolvedBackplaneOptions {
+  redis: string | RedisOptions | Redis | undefined
+  channelPrefix: string
+  redisRejectUnauthorized: boolean
+  instanceId: string
+  inProcessBus: InProcessBus | undefined
+  closeTimeout: number
+}
+
+export function resolveBackplaneOptions (options: BackplaneOptions): ResolvedBackplaneOptions {
+  const {
+    redis,
+    channelPrefix = 'fastify-backplane:',
+    redisRejectUnauthorized = true,
+    instanceId = randomUUID(),
+    inProcessBus,
+    closeTimeout = 5000
+  } = options
+
+  if (redis !== undefined && typeof redis !== 'string' && (typeof redis !== 'object' || redis === null)) {
+    throw new InvalidOptionError('redis', `expected a URL string, ioredis options or an ioredis client, got ${typeof redis}`, 'Pass process.env.REDIS_URL or leave it out for in-process delivery.')
+  }
+  if (typeof channelPrefix !== 'string') {
+    throw new InvalidOptionError('channelPrefix', `expected a string, got ${typeof channelPrefix}`, "Use a short app name ending in a colon, such as 'notes:'.")
+  }
+  if (typeof redisRejectUnauthorized !== 'boolean') {
+    throw new InvalidOptionError('redisRejectUnauthorized', `expected a boolean, got ${typeof redisRejectUnauthorized}`, 'Use false only for servers with self-signed certificates.')
+  }
+  if (typeof instanceId !== 'string' || instanceId === '') {
+    throw new InvalidOptionError('instanceId', `expected a non-empty string, got ${JSON.stringify(instanceId)}`, 'Leave it out to get a random id.')
+  }
+  if (!Number.isFinite(closeTimeout) || closeTimeout < 0) {
+    throw new InvalidOptionError('closeTimeout', `expected a non-negative number of milliseconds, got ${String(closeTimeout)}`, 'Leave it out for 5000.')
+  }
+
+  return {
+    redis: redis === '' ? undefined : redis,
+    channelPrefix,
+    redisRejectUnauthorized,
+    instanceId,
+    inProcessBus,
+    closeTimeout
+  }
+}

@@ -1,0 +1,187 @@
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import type { BroadcastOptions } from '../backplane/backplane.js'
+import { InvalidOptionError } from '../errors.js'
+import { jsonHubProtocol } from '../protocol/json.js'
+import type { HubProtocol } from '../protocol/messages.js'
+
+/** What a hub method, `onConnected` and `onDisconnected` receive about their connection. */
+export interface HubConnectionContext {
+  /** The server-assigned id of this connection, unique across instances. */
+  readonly connectionId: string
+  /** The name of the hub the connection belongs to. */
+  readonly hub: string
+  /** The HTTP request that opened the WebSocket: headers, query string, remote address. */
+  readonly request: FastifyRequest
+  /** A child of the request logger that carries the connection id. */
+  readonly log: FastifyBaseLogger
+  /** Per-connection state that the app keeps between invocations. */
+  readonly items: Map<unknown, unknown>
+  /** The groups this connection belongs to, and a way to join and leave them. */
+  readonly groups: HubConnectionGroups
+  /** Invokes a client method on this connection only. Settles once the frame is written. */
+  send (method: string, ...args: unknown[]): Promise<void>
+  /** `fastify.broadcast()` with the hub already set to this connection's hub. */
+  broadcast (method: string, args?: readonly unknown[], options?: Omit<BroadcastOptions, 'hub'>): Promise<void>
+}
+
+export interface HubConnectionGroups {
+  /**
+   * Adds the connection to a group. Settles once this instance is subscribed to the group's
+   * channel, so a broadcast to the group sent afterwards, from any instance, reaches it.
+   */
+  add (group: string): Promise<void>
+  /** Removes the connection from a group. Connections leave all groups when they close. */
+  remove (group: string): Promise<void>
+  /** The groups the connection has joined. */
+  has (group: string): boolean
+}
+
+/**
+ * A hub method. Its return value, or what its promise resolves to, is the invocation's result;
+ * a thrown HubException's message reaches the client, other errors are logged and the client
+ * gets a generic text.
+ */
+export type HubMethod = (context: HubConnectionContext, ...args: any[]) => unknown
+
+/** Options of the hub plugin. Durations are in milliseconds. */
+export interface HubOptions {
+  /** The URL path of the WebSocket route, such as `/chatHub`. Required. */
+  path: string
+  /**
+   * The hub's name, which `broadcast({ hub })` uses. Every instance must use the same name.
+   * @default the path
+   */
+  name?: string
+  /**
+   * The methods that clients may invoke, by name. Names match case-insensitively, as in
+   * ASP.NET Core SignalR; only own properties of a plain object count.
+   * @default {}
+   */
+  methods?: Record<string, HubMethod> | Map<string, HubMethod>
+  /** Runs after a successful handshake, before any invocation of that connection. */
+  onConnected?: (context: HubConnectionContext) => unknown
+  /** Runs after a connection closed, with the error that closed it, if any. */
+  onDisconnected?: (context: HubConnectionContext, error?: Error) => unknown
+  /**
+   * The hub protocols that clients may ask for in the handshake.
+   * @default [jsonHubProtocol]
+   */
+  protocols?: HubProtocol[]
+  /**
+   * The server sends a Ping when it has sent nothing else for this long. Keep it below the
+   * 55 s after which Heroku's router closes an idle connection.
+   * @default 15000
+   */
+  keepAliveInterval?: number
+  /**
+   * The server closes a connection from which nothing arrived for this long. Clients ping every
+   * 15 s by default, so keep it well above that.
+   * @default 30000
+   */
+  clientTimeoutInterval?: number
+  /**
+   * How long a new WebSocket may take to send its handshake.
+   * @default 15000
+   */
+  handshakeTimeout?: number
+  /**
+   * The largest incoming hub message, in bytes. A larger one closes the connection with an error.
+   * @default 32768
+   */
+  maximumReceiveMessageSize?: number
+  /**
+   * How many invocations of one connection may wait while another runs. Invocations run one
+   * at a time per connection; past this bound the client gets an error Completion.
+   * @default 100
+   */
+  maximumQueuedInvocationsPerClient?: number
+  /**
+   * Whether clients see the type and message of any error a hub method throws, not only of a
+   * HubException. Leave it off in production: messages can reveal internals.
+   * @default false
+   */
+  enableDetailedErrors?: boolean
+  /**
+   * How long closing Fastify waits for clients to acknowledge the WebSocket close before the
+   * sockets are dropped.
+   * @default 2000
+   */
+  closeTimeout?: number
+}
+
+export interface ResolvedHubOptions {
+  path: string
+  name: string
+  methods: Map<string, { name: string, method: HubMethod }>
+  onConnected: HubOptions['onConnected']
+  onDisconnected: HubOptions['onDisconnected']
+  protocols: HubProtocol[]
+  keepAliveInterval: number
+  clientTimeoutInterval: number
+  handshakeTimeout: number
+  maximumReceiveMessageSize: number
+  maximumQueuedInvocationsPerClient: number
+  enableDetailedErrors: boolean
+  closeTimeout: number
+}
+
+export function resolveHubOptions (options: HubOptions): ResolvedHubOptions {
+  const { path, name = path, onConnected, onDisconnected, protocols = [jsonHubProtocol] } = options
+
+  if (typeof path !== 'string' || !path.startsWith('/')) {
+    throw new InvalidOptionError('path', `expected a URL path starting with "/", got ${JSON.stringify(path)}`, "Pass the hub's route, such as '/chatHub'.")
+  }
+  if (typeof name !== 'string' || name === '') {
+    throw new InvalidOptionError('name', `expected a non-empty string, got ${JSON.stringify(name)}`, 'Leave it out to use the path.')
+  }
+  for (const [hook, value] of [['onConnected', onConnected], ['onDisconnected', onDisconnected]] as const) {
+    if (value !== undefined && typeof value !== 'function') {
+      throw new InvalidOptionError(hook, `expected a function, got ${typeof value}`, 'Pass a function or leave it out.')
+    }
+  }
+  if (!Array.isArray(protocols) || protocols.length === 0) {
+    throw new InvalidOptionError('protocols', 'expected a non-empty array of hub protocols', 'Leave it out to speak JSON.')
+  }
+
+  return {
+    path,
+    name,
+    methods: resolveMethods(options.methods ?? {}),
+    onConnected,
+    onDisconnected,
+    protocols,
+    keepAliveInterval: positiveNumber(options, 'keepAliveInterval', 15_000),
+    clientTimeoutInterval: positiveNumber(options, 'clientTimeoutInterval', 30_000),
+    handshakeTimeout: positiveNumber(options, 'handshakeTimeout', 15_000),
+    maximumReceiveMessageSize: positiveNumber(options, 'maximumReceiveMessageSize', 32 * 1024),
+    maximumQueuedInvocationsPerClient: positiveNumber(options, 'maximumQueuedInvocationsPerClient', 100),
+    enableDetailedErrors: options.enableDetailedErrors === true,
+    closeTimeout: positiveNumber(options, 'closeTimeout', 2000)
+  }
+}
+
+function resolveMethods (methods: Record<string, HubMethod> | Map<string, HubMethod>): ResolvedHubOptions['methods'] {
+  const entries = methods instanceof Map ? [...methods] : Object.entries(methods)
+  const resolved: ResolvedHubOptions['methods'] = new Map()
+
+  for (const [name, method] of entries) {
+    if (typeof method !== 'function') {
+      throw new InvalidOptionError(`methods.${name}`, `expected a function, got ${typeof method}`, 'Every hub method must be a function (context, ...args) => result.')
+    }
+    const key = name.toLowerCase()
+    const existing = resolved.get(key)
+    if (existing !== undefined) {
+      throw new InvalidOptionError(`methods.${name}`, `clashes with "${existing.name}" because method names match case-insensitively`, 'Rename one of them.')
+    }
+    resolved.set(key, { name, method })
+  }
+  return resolved
+}
+
+function positiveNumber (options: HubOptions, key: keyof HubOptions, fallback: number): number {
+  const value = options[key] ?? fallback
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new InvalidOptionError(key, `expected a positive number, got ${String(value)}`, `Leave it out for ${fallback}.`)
+  }
+  return value
+}

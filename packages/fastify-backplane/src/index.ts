@@ -1,0 +1,18 @@
+import { backplane } from './backplane/plugin.js'
+
+export default backplane
+export { backplane }
+export { hub } from './hub/plugin.js'
+export { HubException } from './hub/hub-exception.js'
+export { jsonHubProtocol } from './protocol/json.js'
+export { MessageType } from './protocol/messages.js'
+export { InProcessBus } from './transport/in-process.js'
+export { parseRedisUrl, redactRedisUrl } from './transport/redis-url.js'
+export { MAXIMUM_GROUP_NAME_LENGTH } from './backplane/backplane.js'
+export * as errors from './errors.js'
+
+export type { Backplane, BroadcastFunction, BroadcastOptions } from './backplane/backplane.js'
+export type { BackplaneOptions } from './backplane/options.js'
+export type { HubConnectionContext, HubConnectionGroups, HubMethod, HubOptions } from './hub/options.js'
+export type { HubMessage, HubMessageReader, HubProtocol } from './protocol/messages.js'
+export type { Transport } from './transport/transport.js'

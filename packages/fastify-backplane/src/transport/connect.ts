@@ -1,0 +1,82 @@
+import fastifyRedis from '@fastify/redis'
+import type { FastifyInstance } from 'fastify'
+import { Redis } from 'ioredis'
+import type { RedisOptions } from 'ioredis'
+import type { ResolvedBackplaneOptions } from '../backplane/options.js'
+import { ThrottledWarnings } from '../backplane/throttled-log.js'
+import { InProcessTransport } from './in-process.js'
+import { RedisTransport } from './redis.js'
+import { parseRedisUrl } from './redis-url.js'
+import type { Transport } from './transport.js'
+
+/**
+ * Creates the transport that the options ask for: in-process without Redis, otherwise Redis
+ * pub/sub over a publisher connection and a dedicated subscriber made with `duplicate()`.
+ */
+export async function connectTransport (fastify: FastifyInstance, options: ResolvedBackplaneOptions): Promise<Transport> {
+  if (options.redis === undefined) {
+    fastify.log.info({ transport: 'in-process', instanceId: options.instanceId }, 'backplane delivers in-process only; pass the redis option to reach other instances')
+    return new InProcessTransport(options.inProcessBus)
+  }
+
+  const owned: Redis[] = []
+  const publisher = isRedisClient(options.redis)
+    ? options.redis
+    : await openPublisher(fastify, toRedisOptions(options.redis, options.redisRejectUnauthorized), owned)
+  const subscriber = publisher.duplicate()
+  owned.push(subscriber)
+
+  reportConnectionErrors(fastify, publisher, 'publisher')
+  reportConnectionErrors(fastify, subscriber, 'subscriber')
+  fastify.log.info({ transport: 'redis', instanceId: options.instanceId, ...describeConnection(publisher.options) }, 'backplane uses Redis pub/sub')
+  return new RedisTransport({ publisher, subscriber, owned, closeTimeout: options.closeTimeout })
+}
+
+function toRedisOptions (redis: string | RedisOptions, rejectUnauthorized: boolean): RedisOptions {
+  if (typeof redis === 'string') return parseRedisUrl(redis, { rejectUnauthorized })
+  if (redis.tls !== undefined && !rejectUnauthorized) return { ...redis, tls: { ...(redis.tls as object), rejectUnauthorized } }
+  return redis
+}
+
+/**
+ * Opens the publisher through `@fastify/redis`, registered in an encapsulated context so its
+ * `redis` decorator never reaches the app: an app that registers `@fastify/redis` itself, before
+ * or after this plugin, keeps its own decorator. When the app's decorator already exists, the
+ * plugin cannot register `@fastify/redis` again, so it opens the connection with ioredis.
+ * `@fastify/redis` quits its connection when Fastify closes; the other one is quit with the
+ * transport.
+ */
+async function openPublisher (fastify: FastifyInstance, redisOptions: RedisOptions, owned: Redis[]): Promise<Redis> {
+  if (fastify.hasDecorator('redis')) {
+    const client = new Redis(redisOptions)
+    owned.push(client)
+    return client
+  }
+
+  let publisher: Redis | undefined
+  await fastify.register(async function backplaneRedis (child) {
+    await child.register(fastifyRedis, redisOptions)
+    publisher = child.redis
+  })
+  return publisher!
+}
+
+function isRedisClient (value: unknown): value is Redis {
+  return value instanceof Redis || (typeof value === 'object' && value !== null &&
+    typeof (value as Redis).duplicate === 'function' && typeof (value as Redis).publish === 'function')
+}
+
+function reportConnectionErrors (fastify: FastifyInstance, client: Redis, role: string): void {
+  const warnings = new ThrottledWarnings(fastify.log)
+  client.on('error', (err: Error & { code?: string }) => {
+    // Only these fields: ioredis attaches the failed command's arguments to reply errors,
+    // and those of AUTH contain the password.
+    const fields = { err: { type: err.name, code: err.code, message: err.message }, role }
+    warnings.warn(`redis-${role}:${err.code ?? err.name}`, fields, 'backplane Redis connection error')
+  })
+}
+
+/** Fields that identify a Redis server in logs; never the password. */
+function describeConnection (options: RedisOptions): Record<string, unknown> {
+  return { host: options.host, port: options.port, db: options.db ?? 0, tls: options.tls !== undefined }
+}

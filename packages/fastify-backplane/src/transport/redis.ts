@@ -1,0 +1,91 @@
+import type { Redis } from 'ioredis'
+import { PublishFailedError, SubscribeFailedError } from '../errors.js'
+import type { Transport, TransportMessageHandler } from './transport.js'
+
+export interface RedisTransportOptions {
+  /** Runs PUBLISH. May be shared with the app. */
+  publisher: Redis
+  /** A dedicated connection in subscriber mode, which can run no other commands. */
+  subscriber: Redis
+  /** The connections this transport opened and so must quit on close; never the app's. */
+  owned: Redis[]
+  /** How long `close()` waits for QUIT before it drops the connections, in milliseconds. */
+  closeTimeout: number
+}
+
+/**
+ * Classic Redis pub/sub: PUBLISH on one connection, SUBSCRIBE on another. ioredis queues
+ * commands in call order and resubscribes after a reconnect, which keeps this transport's
+ * ordering contract. Nothing is buffered across an outage: Redis pub/sub is at-most-once.
+ */
+export class RedisTransport implements Transport {
+  readonly kind = 'redis'
+  readonly #publisher: Redis
+  readonly #subscriber: Redis
+  readonly #owned: Redis[]
+  readonly #closeTimeout: number
+  #closing: Promise<void> | undefined
+
+  constructor ({ publisher, subscriber, owned, closeTimeout }: RedisTransportOptions) {
+    this.#publisher = publisher
+    this.#subscriber = subscriber
+    this.#owned = owned
+    this.#closeTimeout = closeTimeout
+  }
+
+  get connected (): boolean {
+    return this.#publisher.status === 'ready' && this.#subscriber.status === 'ready'
+  }
+
+  listen (handler: TransportMessageHandler): void {
+    this.#subscriber.on('messageBuffer', (channel: Buffer, payload: Buffer) => {
+      handler(channel.toString('utf8'), payload)
+    })
+  }
+
+  async publish (channel: string, payload: Buffer): Promise<void> {
+    try {
+      await this.#publisher.publish(channel, payload)
+    } catch (err) {
+      throw new PublishFailedError(channel, (err as Error).message)
+    }
+  }
+
+  async subscribe (channel: string): Promise<void> {
+    try {
+      await this.#subscriber.subscribe(channel)
+    } catch (err) {
+      throw new SubscribeFailedError(channel, (err as Error).message)
+    }
+  }
+
+  async unsubscribe (channel: string): Promise<void> {
+    if (this.#subscriber.status === 'end') return
+    await this.#subscriber.unsubscribe(channel)
+  }
+
+  close (): Promise<void> {
+    this.#closing ??= Promise.all(this.#owned.map((client) => quitWithin(client, this.#closeTimeout))).then(() => {})
+    return this.#closing
+  }
+}
+
+/** Sends QUIT, and drops the connection if Redis is unreachable or has not answered within `timeout` ms. */
+async function quitWithin (client: Redis, timeout: number): Promise<void> {
+  if (client.status === 'end') return
+  if (client.status !== 'ready') {
+    // QUIT would wait in the offline queue for a server that may never return.
+    client.disconnect()
+    return
+  }
+  let timer: NodeJS.Timeout | undefined
+  const timedOut = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, timeout)
+  })
+  try {
+    await Promise.race([client.quit().catch(() => {}), timedOut])
+  } finally {
+    clearTimeout(timer)
+    client.disconnect()
+  }
+}
