@@ -38,6 +38,26 @@ export const InvalidGroupNameError = createError<[string, string]>(
   TypeError
 )
 
+export const InvalidUserIdError = createError<[string, string]>(
+  'FST_BACKPLANE_INVALID_USER_ID',
+  'Invalid user id %s: %s',
+  500,
+  TypeError
+)
+
+export const InvalidConnectionIdError = createError<[string, string]>(
+  'FST_BACKPLANE_INVALID_CONNECTION_ID',
+  'Invalid connection id %s: %s',
+  500,
+  TypeError
+)
+
+export const ConnectionNotFoundError = createError<[string, string, number]>(
+  'FST_BACKPLANE_CONNECTION_NOT_FOUND',
+  'No instance of hub "%s" acknowledged connection "%s" within %d ms. The connection may have closed; connection ids are valid only while the client stays connected.',
+  404
+)
+
 export const PublishFailedError = createError<[string, string]>(
   'FST_BACKPLANE_PUBLISH_FAILED',
   'Publishing to channel "%s" failed: %s. Check that Redis is reachable; messages are not buffered while it is down.',
@@ -102,4 +122,10 @@ export const WebSocketsOnlyError = createError<[string]>(
   'FST_BACKPLANE_WEBSOCKETS_ONLY',
   'Hub %s accepts WebSocket connections only. Connect with a WebSocket upgrade; SignalR clients need skipNegotiation: true and transport: HttpTransportType.WebSockets.',
   400
+)
+
+export const UnauthorizedError = createError<[string]>(
+  'FST_BACKPLANE_UNAUTHORIZED',
+  'Hub %s rejected the connection request. Send a valid token in the access_token query parameter or an Authorization: Bearer header.',
+  401
 )

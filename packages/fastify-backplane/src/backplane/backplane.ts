@@ -1,37 +1,52 @@
 import type { FastifyBaseLogger } from 'fastify'
 import {
   BackplaneClosedError,
+  ConnectionNotFoundError,
   HubNotSpecifiedError,
-  InvalidBroadcastError,
-  InvalidGroupNameError
+  InvalidBroadcastError
 } from '../errors.js'
 import { jsonHubProtocol } from '../protocol/json.js'
 import { MessageType } from '../protocol/messages.js'
 import type { HubProtocol } from '../protocol/messages.js'
 import type { Transport } from '../transport/transport.js'
 import { ChannelNames } from './channels.js'
+import { createHubClients } from './clients.js'
+import type { HubClients } from './clients.js'
 import { decodeEnvelope, encodeEnvelope, UnsupportedEnvelopeError } from './envelope.js'
+import type { Envelope, GroupCommandEnvelope, InvocationEnvelope, PresenceQueryEnvelope, ReplyEnvelope } from './envelope.js'
+import { RecentIds } from './recent-ids.js'
 import type { Target } from './target.js'
+import { describe, resolveExcept, resolveTarget, validateConnectionId, validateGroupName } from './targets.js'
+import type { BroadcastOptions } from './targets.js'
 import { ThrottledWarnings } from './throttled-log.js'
-
-/** The longest group name accepted, in UTF-16 code units, so that channel names stay bounded. */
-export const MAXIMUM_GROUP_NAME_LENGTH = 1024
-
-/** Options of `broadcast()`. Without `group`, every connection of the hub is a recipient. */
-export interface BroadcastOptions {
-  /**
-   * The hub whose connections receive the message.
-   * @default the only hub registered on this instance; required when there is none or several
-   */
-  hub?: string
-  /** Only the members of this group receive the message. */
-  group?: string
-  /** Connection ids that must not receive the message, such as the caller's. */
-  except?: string | readonly string[]
-}
 
 /** Invokes `method` with `args` on the target connections of every instance. */
 export type BroadcastFunction = (method: string, args?: readonly unknown[], options?: BroadcastOptions) => Promise<void>
+
+/** Connection counts gathered from every instance that has the hub. */
+export interface Presence {
+  /** Connections counted, on this instance and on every instance that answered. */
+  connections: number
+  /** Instances that answered, this one included. */
+  instances: number
+  /** False when an instance that has the hub did not answer within the presence timeout. */
+  complete: boolean
+}
+
+/** What app code can do with a hub from anywhere, like ASP.NET Core's IHubContext. */
+export interface HubContext {
+  readonly name: string
+  /** Invokes client methods on any set of connections, on every instance. */
+  readonly clients: HubClients
+  readonly groups: {
+    /** Adds a connection of any instance to a group; rejects if no instance acknowledges it. */
+    add (connectionId: string, group: string): Promise<void>
+    /** Removes a connection of any instance from a group; rejects if no instance acknowledges it. */
+    remove (connectionId: string, group: string): Promise<void>
+  }
+  /** Counts the hub's connections, or a group's members, across instances. */
+  count (options?: { group?: string }): Promise<Presence>
+}
 
 /**
  * The part of a hub that the backplane delivers to: the hub owns sockets and groups, the
@@ -40,6 +55,10 @@ export type BroadcastFunction = (method: string, args?: readonly unknown[], opti
 export interface LocalHub {
   readonly protocols: readonly HubProtocol[]
   deliver (target: Target, frames: ReadonlyMap<string, Buffer>, except: ReadonlySet<string>): void
+  hasConnection (connectionId: string): boolean
+  addToGroup (connectionId: string, group: string): Promise<void>
+  removeFromGroup (connectionId: string, group: string): Promise<void>
+  countConnections (group?: string): number
 }
 
 export interface BackplaneSettings {
@@ -47,6 +66,16 @@ export interface BackplaneSettings {
   instanceId: string
   channelPrefix: string
   log: FastifyBaseLogger
+  /** How long a group command for a connection on another instance waits for its owner, in ms. */
+  groupCommandTimeout: number
+  /** How long a presence count waits for the other instances' answers, in ms. */
+  presenceTimeout: number
+}
+
+interface Subscription {
+  count: number
+  /** Settles once the transport has confirmed the subscription. */
+  subscribed: Promise<void> | undefined
 }
 
 /**
@@ -60,17 +89,22 @@ export class Backplane {
   readonly #channels: ChannelNames
   readonly #log: FastifyBaseLogger
   readonly #warnings: ThrottledWarnings
+  readonly #settings: BackplaneSettings
   readonly #hubs = new Map<string, LocalHub>()
   readonly #subscriptions = new Map<string, Subscription>()
+  readonly #recentIds = new RecentIds()
+  readonly #pendingReplies = new Map<number, (reply: ReplyEnvelope) => void>()
+  #sequence = 0
   #closed = false
 
-  constructor ({ transport, instanceId, channelPrefix, log }: BackplaneSettings) {
-    this.instanceId = instanceId
-    this.#transport = transport
-    this.#channels = new ChannelNames(channelPrefix)
-    this.#log = log
-    this.#warnings = new ThrottledWarnings(log)
-    transport.listen((channel, payload) => this.#receive(channel, payload))
+  constructor (settings: BackplaneSettings) {
+    this.instanceId = settings.instanceId
+    this.#settings = settings
+    this.#transport = settings.transport
+    this.#channels = new ChannelNames(settings.channelPrefix)
+    this.#log = settings.log
+    this.#warnings = new ThrottledWarnings(settings.log)
+    this.#transport.listen((channel, payload) => this.#receive(channel, payload))
   }
 
   /** The transport in use: `in-process` or `redis`. */
@@ -87,25 +121,42 @@ export class Backplane {
     return this.#closed
   }
 
+  /** Subscribes to this instance's own channel, which carries replies addressed to it. */
+  async start (): Promise<void> {
+    await this.#acquire(this.#channels.instance(this.instanceId))
+  }
+
   /** Registers a hub of this instance and subscribes to its `all` channel. */
   async attachHub (name: string, hub: LocalHub): Promise<void> {
     this.#hubs.set(name, hub)
-    await this.#acquire(this.#channels.forTarget(name, { kind: 'all' }))
+    await this.#acquire(this.#channels.all(name))
   }
 
-  /**
-   * Counts one more local member of a group. The instance subscribes to the group's channel on
-   * the first member, and the promise settles once that subscription is confirmed, so a
-   * broadcast sent afterwards reaches the new member.
-   */
-  async acquireGroup (hub: string, group: string): Promise<void> {
-    validateGroupName(group)
-    await this.#acquire(this.#channels.forTarget(hub, { kind: 'group', group }))
+  // A hub calls these as local members come and go. Subscriptions are reference-counted, so
+  // the instance receives a group's or user's traffic only while it has a member.
+
+  subscribeGroup (hub: string, group: string): Promise<void> {
+    return this.#acquire(this.#channels.group(hub, group))
   }
 
-  /** Counts one local member less, and unsubscribes from the group's channel after the last. */
-  async releaseGroup (hub: string, group: string): Promise<void> {
-    await this.#release(this.#channels.forTarget(hub, { kind: 'group', group }))
+  unsubscribeGroup (hub: string, group: string): Promise<void> {
+    return this.#release(this.#channels.group(hub, group))
+  }
+
+  subscribeUser (hub: string, userId: string): Promise<void> {
+    return this.#acquire(this.#channels.user(hub, userId))
+  }
+
+  unsubscribeUser (hub: string, userId: string): Promise<void> {
+    return this.#release(this.#channels.user(hub, userId))
+  }
+
+  subscribeConnection (hub: string, connectionId: string): Promise<void> {
+    return this.#acquire(this.#channels.connection(hub, connectionId))
+  }
+
+  unsubscribeConnection (hub: string, connectionId: string): Promise<void> {
+    return this.#release(this.#channels.connection(hub, connectionId))
   }
 
   /**
@@ -114,16 +165,21 @@ export class Backplane {
    * it never causes an unhandled rejection.
    */
   broadcast (method: string, args: readonly unknown[] = [], options: BroadcastOptions = {}): Promise<void> {
-    let sent: Promise<void>
-    try {
-      sent = this.#broadcast(method, args, options)
-    } catch (err) {
-      sent = Promise.reject(err)
+    return this.#handled(() => this.#broadcast(method, args, options), { method }, 'broadcast failed')
+  }
+
+  /** Returns the context of a hub, by default the only hub of this instance. */
+  hubContext (hub?: string): HubContext {
+    const name = this.#resolveHub(hub)
+    return {
+      name,
+      clients: createHubClients((method, args, options) => this.broadcast(method, args, { ...options, hub: name })),
+      groups: {
+        add: (connectionId, group) => this.#handled(() => this.#groupCommand(name, connectionId, group, 'add'), { connectionId, group }, 'group add failed'),
+        remove: (connectionId, group) => this.#handled(() => this.#groupCommand(name, connectionId, group, 'remove'), { connectionId, group }, 'group remove failed')
+      },
+      count: (options = {}) => this.#countConnections(name, options.group)
     }
-    sent.catch((err: Error & { code?: string }) => {
-      this.#warnings.warn(`broadcast:${err.code ?? err.name}`, { err, method }, 'broadcast failed')
-    })
-    return sent
   }
 
   /** Stops receiving, and releases the transport's connections. Idempotent. */
@@ -150,8 +206,70 @@ export class Backplane {
     const frames = encodeInvocation(hub?.protocols ?? [jsonHubProtocol], method, args)
 
     hub?.deliver(target, frames, new Set(except))
-    const envelope = encodeEnvelope({ origin: this.instanceId, hub: hubName, target, except, frames })
-    return this.#transport.publish(this.#channels.forTarget(hubName, target), envelope)
+    const envelope: InvocationEnvelope = { type: 'invocation', origin: this.instanceId, id: ++this.#sequence, hub: hubName, target, except, frames }
+    return this.#publish(this.#channels.forTarget(hubName, target), encodeEnvelope(envelope))
+  }
+
+  async #groupCommand (hub: string, connectionId: string, group: string, action: 'add' | 'remove'): Promise<void> {
+    if (this.#closed) throw new BackplaneClosedError()
+    validateConnectionId(connectionId)
+    validateGroupName(group)
+
+    const local = this.#hubs.get(hub)
+    if (local?.hasConnection(connectionId) === true) {
+      await (action === 'add' ? local.addToGroup(connectionId, group) : local.removeFromGroup(connectionId, group))
+      return
+    }
+
+    const timeout = this.#settings.groupCommandTimeout
+    const command: GroupCommandEnvelope = { type: 'group', origin: this.instanceId, requestId: ++this.#sequence, hub, connectionId, group, action }
+    const replies = await this.#request(this.#channels.connection(hub, connectionId), command, 1, timeout)
+    if (replies.length === 0) throw new ConnectionNotFoundError(hub, connectionId, timeout)
+  }
+
+  async #countConnections (hub: string, group: string | undefined): Promise<Presence> {
+    if (this.#closed) throw new BackplaneClosedError()
+    if (group !== undefined) validateGroupName(group)
+
+    const local = this.#hubs.get(hub)?.countConnections(group) ?? 0
+    const subscribers = await this.#transport.subscriberCount(this.#channels.all(hub))
+    const others = subscribers - (this.#hubs.has(hub) ? 1 : 0)
+    if (others <= 0) return { connections: local, instances: 1, complete: true }
+
+    const query: PresenceQueryEnvelope = { type: 'presence', origin: this.instanceId, requestId: ++this.#sequence, hub }
+    if (group !== undefined) query.group = group
+    const replies = await this.#request(this.#channels.all(hub), query, others, this.#settings.presenceTimeout)
+    return {
+      connections: replies.reduce((sum, reply) => sum + (reply.count ?? 0), local),
+      instances: replies.length + 1,
+      complete: replies.length >= others
+    }
+  }
+
+  /** Publishes a request and collects replies until `expected` arrived or `timeout` ms passed. */
+  async #request (channel: string, request: GroupCommandEnvelope | PresenceQueryEnvelope, expected: number, timeout: number): Promise<ReplyEnvelope[]> {
+    const replies: ReplyEnvelope[] = []
+    let timer: NodeJS.Timeout | undefined
+    const done = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeout)
+      this.#pendingReplies.set(request.requestId, (reply) => {
+        replies.push(reply)
+        if (replies.length >= expected) resolve()
+      })
+    })
+    try {
+      await this.#publish([channel], encodeEnvelope(request))
+      await done
+    } finally {
+      clearTimeout(timer)
+      this.#pendingReplies.delete(request.requestId)
+    }
+    return replies
+  }
+
+  #publish (channels: string[], payload: Buffer): Promise<void> {
+    if (channels.length === 1) return this.#transport.publish(channels[0]!, payload)
+    return Promise.all(channels.map((channel) => this.#transport.publish(channel, payload))).then(() => {})
   }
 
   #resolveHub (hub: string | undefined): string {
@@ -165,8 +283,22 @@ export class Backplane {
     throw new HubNotSpecifiedError(this.#hubs.size === 0 ? 'no hub' : `${this.#hubs.size} hubs (${[...this.#hubs.keys()].join(', ')})`)
   }
 
+  /** Runs `operation`, turning a synchronous throw into a rejection that is logged and handled. */
+  #handled<T> (operation: () => Promise<T>, fields: Record<string, unknown>, message: string): Promise<T> {
+    let result: Promise<T>
+    try {
+      result = operation()
+    } catch (err) {
+      result = Promise.reject(err)
+    }
+    result.catch((err: Error & { code?: string }) => {
+      this.#warnings.warn(`${message}:${err.code ?? err.name}`, { err, ...fields }, message)
+    })
+    return result
+  }
+
   #receive (channel: string, payload: Buffer): void {
-    let envelope
+    let envelope: Envelope
     try {
       envelope = decodeEnvelope(payload)
     } catch (err) {
@@ -174,13 +306,57 @@ export class Backplane {
       this.#warnings.warn(key, { err, channel }, 'dropped a backplane message that cannot be decoded')
       return
     }
+
+    switch (envelope.type) {
+      case 'invocation':
+        this.#receiveInvocation(envelope)
+        break
+      case 'group':
+        void this.#receiveGroupCommand(envelope)
+        break
+      case 'presence':
+        this.#receivePresenceQuery(envelope)
+        break
+      case 'reply':
+        this.#pendingReplies.get(envelope.requestId)?.(envelope)
+        break
+    }
+  }
+
+  #receiveInvocation (envelope: InvocationEnvelope): void {
     if (envelope.origin === this.instanceId) return
+    if (spansChannels(envelope.target) && !this.#recentIds.add(envelope.origin, envelope.id)) return
     this.#hubs.get(envelope.hub)?.deliver(envelope.target, envelope.frames, new Set(envelope.except))
   }
 
-  // Subscriptions are reference-counted per channel, so Redis sees one SUBSCRIBE when the first
-  // local member arrives and one UNSUBSCRIBE when the last leaves. Both are issued synchronously
-  // in call order, so the server ends up in the state of the last call.
+  async #receiveGroupCommand (command: GroupCommandEnvelope): Promise<void> {
+    const hub = this.#hubs.get(command.hub)
+    if (hub === undefined || !hub.hasConnection(command.connectionId)) return
+    try {
+      await (command.action === 'add' ? hub.addToGroup(command.connectionId, command.group) : hub.removeFromGroup(command.connectionId, command.group))
+      await this.#reply(command, {})
+    } catch (err) {
+      this.#log.warn({ err, connectionId: command.connectionId, group: command.group, origin: command.origin }, 'group command from another instance failed')
+    }
+  }
+
+  #receivePresenceQuery (query: PresenceQueryEnvelope): void {
+    if (query.origin === this.instanceId) return
+    const hub = this.#hubs.get(query.hub)
+    if (hub === undefined) return
+    this.#reply(query, { count: hub.countConnections(query.group) }).catch((err: unknown) => {
+      this.#warnings.warn('presence-reply', { err, origin: query.origin }, 'presence reply failed')
+    })
+  }
+
+  #reply (request: GroupCommandEnvelope | PresenceQueryEnvelope, fields: { count?: number }): Promise<void> {
+    const reply: ReplyEnvelope = { type: 'reply', origin: this.instanceId, requestId: request.requestId, ...fields }
+    return this.#transport.publish(this.#channels.instance(request.origin), encodeEnvelope(reply))
+  }
+
+  // Redis sees one SUBSCRIBE when the first local member of a channel arrives and one
+  // UNSUBSCRIBE when the last leaves. Both are issued synchronously in call order, so the
+  // server ends up in the state of the last call.
   #acquire (channel: string): Promise<void> {
     let subscription = this.#subscriptions.get(channel)
     if (subscription === undefined) {
@@ -218,10 +394,13 @@ export class Backplane {
   }
 }
 
-interface Subscription {
-  count: number
-  /** Settles once the transport has confirmed the subscription. */
-  subscribed: Promise<void> | undefined
+function spansChannels (target: Target): boolean {
+  switch (target.kind) {
+    case 'all': return false
+    case 'groups': return target.groups.length > 1
+    case 'connections': return target.connectionIds.length > 1
+    case 'users': return target.userIds.length > 1
+  }
 }
 
 function encodeInvocation (protocols: readonly HubProtocol[], method: string, args: readonly unknown[]): Map<string, Buffer> {
@@ -234,35 +413,4 @@ function encodeInvocation (protocols: readonly HubProtocol[], method: string, ar
     }
   }
   return frames
-}
-
-function resolveTarget (options: BroadcastOptions): Target {
-  if (options.group === undefined) return { kind: 'all' }
-  validateGroupName(options.group)
-  return { kind: 'group', group: options.group }
-}
-
-function resolveExcept (except: BroadcastOptions['except']): string[] {
-  if (except === undefined) return []
-  const ids = typeof except === 'string' ? [except] : except
-  if (!Array.isArray(ids) || !ids.every((id) => typeof id === 'string')) {
-    throw new InvalidBroadcastError('except', `expected a connection id or an array of them, got ${describe(except)}`)
-  }
-  return [...ids]
-}
-
-/** Throws FST_BACKPLANE_INVALID_GROUP_NAME unless `group` is a non-empty string of bounded length. */
-export function validateGroupName (group: unknown): asserts group is string {
-  if (typeof group !== 'string' || group === '') {
-    throw new InvalidGroupNameError(describe(group), 'expected a non-empty string')
-  }
-  if (group.length > MAXIMUM_GROUP_NAME_LENGTH) {
-    throw new InvalidGroupNameError(`of ${group.length} characters`, `the maximum is ${MAXIMUM_GROUP_NAME_LENGTH}`)
-  }
-}
-
-function describe (value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 64 ? value.slice(0, 64) + '…' : value)
-  if (Array.isArray(value)) return 'an array'
-  return value === null ? 'null' : typeof value
 }

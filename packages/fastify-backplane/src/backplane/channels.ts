@@ -1,14 +1,18 @@
 import type { Target } from './target.js'
 
 /**
- * Builds Redis channel names. The scheme, under the configured prefix:
+ * Builds channel names. The scheme, under the configured prefix:
  *
  *   {prefix}{hub length}:{hub}:all
  *   {prefix}{hub length}:{hub}:group:{group}
+ *   {prefix}{hub length}:{hub}:user:{user id}
+ *   {prefix}{hub length}:{hub}:connection:{connection id}
+ *   {prefix}instance:{instance id}          replies addressed to one instance
  *
- * The hub name is length-prefixed and the group name always comes last, after a fixed kind
- * word, so no hub or group name, whatever characters it contains, can produce another
- * target's channel. Redis channel names are binary-safe, so names need no escaping.
+ * The hub name is length-prefixed and the group, user or connection id always comes last,
+ * after a fixed kind word, so no name, whatever characters it contains, can produce another
+ * target's channel or an instance channel (those start with a letter, hub channels with a
+ * digit). Redis channel names are binary-safe, so names need no escaping.
  */
 export class ChannelNames {
   readonly #prefix: string
@@ -17,8 +21,37 @@ export class ChannelNames {
     this.#prefix = prefix
   }
 
-  forTarget (hub: string, target: Target): string {
-    const base = `${this.#prefix}${hub.length}:${hub}:`
-    return target.kind === 'all' ? base + 'all' : base + 'group:' + target.group
+  all (hub: string): string {
+    return this.#hub(hub) + 'all'
+  }
+
+  group (hub: string, group: string): string {
+    return this.#hub(hub) + 'group:' + group
+  }
+
+  user (hub: string, userId: string): string {
+    return this.#hub(hub) + 'user:' + userId
+  }
+
+  connection (hub: string, connectionId: string): string {
+    return this.#hub(hub) + 'connection:' + connectionId
+  }
+
+  instance (instanceId: string): string {
+    return `${this.#prefix}instance:${instanceId}`
+  }
+
+  /** The channels a message for `target` is published on: one per listed name. */
+  forTarget (hub: string, target: Target): string[] {
+    switch (target.kind) {
+      case 'all': return [this.all(hub)]
+      case 'groups': return target.groups.map((group) => this.group(hub, group))
+      case 'connections': return target.connectionIds.map((id) => this.connection(hub, id))
+      case 'users': return target.userIds.map((id) => this.user(hub, id))
+    }
+  }
+
+  #hub (hub: string): string {
+    return `${this.#prefix}${hub.length}:${hub}:`
   }
 }

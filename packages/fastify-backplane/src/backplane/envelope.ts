@@ -1,16 +1,19 @@
 import type { Target } from './target.js'
 
 /**
- * The version of the envelope format that instances exchange. An instance drops envelopes
- * of a version it does not know, so a rolling deploy that changes the format must first ship
- * a release that reads both versions.
+ * The version of the envelope format that instances exchange. An instance logs and drops
+ * envelopes of a version it does not know, so a rolling deploy that changes the format must
+ * first ship a release that reads both versions.
  */
 export const ENVELOPE_VERSION = 1
 
-/** One message on its way between instances: already-encoded frames plus routing data. */
-export interface Envelope {
+/** A hub invocation on its way to other instances, already encoded once per protocol. */
+export interface InvocationEnvelope {
+  type: 'invocation'
   /** Instance id of the publisher, so that it can drop its own echo. */
   origin: string
+  /** Sequence number per origin; receivers use it to drop copies that arrive on several channels. */
+  id: number
   hub: string
   target: Target
   /** Connection ids that must not receive the message. */
@@ -19,13 +22,39 @@ export interface Envelope {
   frames: Map<string, Buffer>
 }
 
-interface EnvelopeHeader {
+/** Asks the instance that owns a connection to add it to a group or remove it. */
+export interface GroupCommandEnvelope {
+  type: 'group'
   origin: string
+  requestId: number
   hub: string
-  target: Target
-  except?: string[]
-  frames: Array<[name: string, length: number]>
+  connectionId: string
+  group: string
+  action: 'add' | 'remove'
 }
+
+/** Asks every instance with the hub for its local connection count. */
+export interface PresenceQueryEnvelope {
+  type: 'presence'
+  origin: string
+  requestId: number
+  hub: string
+  group?: string
+}
+
+/** Answers a group command or a presence query, on the asking instance's channel. */
+export interface ReplyEnvelope {
+  type: 'reply'
+  origin: string
+  requestId: number
+  /** The local connection count, for presence queries. */
+  count?: number
+}
+
+export type Envelope = InvocationEnvelope | GroupCommandEnvelope | PresenceQueryEnvelope | ReplyEnvelope
+
+type Header = Omit<InvocationEnvelope, 'frames' | 'except'> & { except?: string[], frames: Array<[name: string, length: number]> }
+  | GroupCommandEnvelope | PresenceQueryEnvelope | ReplyEnvelope
 
 export class UnsupportedEnvelopeError extends Error {
   constructor (readonly version: number) {
@@ -35,26 +64,29 @@ export class UnsupportedEnvelopeError extends Error {
 
 /**
  * Layout: one byte of format version, a 4-byte big-endian header length, the JSON header,
- * then the frames back to back. Frames stay raw bytes, so a receiver never re-parses or
+ * then any frames back to back. Frames stay raw bytes, so a receiver never re-parses or
  * re-encodes a payload it only forwards to sockets.
  */
 export function encodeEnvelope (envelope: Envelope): Buffer {
-  const header: EnvelopeHeader = {
-    origin: envelope.origin,
-    hub: envelope.hub,
-    target: envelope.target,
-    frames: [...envelope.frames].map(([name, frame]) => [name, frame.length])
+  let header: Header
+  let frames: Buffer[] = []
+  if (envelope.type === 'invocation') {
+    const { frames: byProtocol, except, ...rest } = envelope
+    header = { ...rest, frames: [...byProtocol].map(([name, frame]) => [name, frame.length]) }
+    if (except.length > 0) header.except = except
+    frames = [...byProtocol.values()]
+  } else {
+    header = envelope
   }
-  if (envelope.except.length > 0) header.except = envelope.except
 
   const headerBytes = Buffer.from(JSON.stringify(header), 'utf8')
   const prefix = Buffer.allocUnsafe(5)
   prefix.writeUInt8(ENVELOPE_VERSION, 0)
   prefix.writeUInt32BE(headerBytes.length, 1)
-  return Buffer.concat([prefix, headerBytes, ...envelope.frames.values()])
+  return Buffer.concat([prefix, headerBytes, ...frames])
 }
 
-/** Decodes an envelope; the frames are views into `payload`, not copies. */
+/** Decodes an envelope; frames are views into `payload`, not copies. */
 export function decodeEnvelope (payload: Buffer): Envelope {
   if (payload.length < 5) throw new Error(`envelope of ${payload.length} bytes is truncated`)
   const version = payload.readUInt8(0)
@@ -62,7 +94,8 @@ export function decodeEnvelope (payload: Buffer): Envelope {
 
   const headerEnd = 5 + payload.readUInt32BE(1)
   if (headerEnd > payload.length) throw new Error('envelope header is truncated')
-  const header = JSON.parse(payload.toString('utf8', 5, headerEnd)) as EnvelopeHeader
+  const header = JSON.parse(payload.toString('utf8', 5, headerEnd)) as Header
+  if (header.type !== 'invocation') return header
 
   const frames = new Map<string, Buffer>()
   let offset = headerEnd
@@ -71,5 +104,5 @@ export function decodeEnvelope (payload: Buffer): Envelope {
     frames.set(name, payload.subarray(offset, offset + length))
     offset += length
   }
-  return { origin: header.origin, hub: header.hub, target: header.target, except: header.except ?? [], frames }
+  return { ...header, except: header.except ?? [], frames }
 }

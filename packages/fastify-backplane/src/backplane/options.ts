@@ -38,6 +38,17 @@ export interface BackplaneOptions {
    */
   inProcessBus?: InProcessBus
   /**
+   * How long adding or removing a connection of another instance to or from a group waits for
+   * that instance to acknowledge, in milliseconds.
+   * @default 30000
+   */
+  groupCommandTimeout?: number
+  /**
+   * How long a presence count waits for the other instances to report, in milliseconds.
+   * @default 2000
+   */
+  presenceTimeout?: number
+  /**
    * How long closing waits for Redis to acknowledge QUIT before dropping the connections, in
    * milliseconds.
    * @default 5000
@@ -52,6 +63,8 @@ export interface ResolvedBackplaneOptions {
   redisRejectUnauthorized: boolean
   instanceId: string
   inProcessBus: InProcessBus | undefined
+  groupCommandTimeout: number
+  presenceTimeout: number
   closeTimeout: number
 }
 
@@ -62,6 +75,8 @@ export function resolveBackplaneOptions (options: BackplaneOptions): ResolvedBac
     redisRejectUnauthorized = true,
     instanceId = randomUUID(),
     inProcessBus,
+    groupCommandTimeout = 30_000,
+    presenceTimeout = 2000,
     closeTimeout = 5000
   } = options
 
@@ -77,8 +92,10 @@ export function resolveBackplaneOptions (options: BackplaneOptions): ResolvedBac
   if (typeof instanceId !== 'string' || instanceId === '') {
     throw new InvalidOptionError('instanceId', `expected a non-empty string, got ${JSON.stringify(instanceId)}`, 'Leave it out to get a random id.')
   }
-  if (!Number.isFinite(closeTimeout) || closeTimeout < 0) {
-    throw new InvalidOptionError('closeTimeout', `expected a non-negative number of milliseconds, got ${String(closeTimeout)}`, 'Leave it out for 5000.')
+  for (const [name, value, fallback] of [['groupCommandTimeout', groupCommandTimeout, 30_000], ['presenceTimeout', presenceTimeout, 2000], ['closeTimeout', closeTimeout, 5000]] as const) {
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+      throw new InvalidOptionError(name, `expected a non-negative number of milliseconds, got ${String(value)}`, `Leave it out for ${fallback}.`)
+    }
   }
 
   return {
@@ -87,6 +104,8 @@ export function resolveBackplaneOptions (options: BackplaneOptions): ResolvedBac
     redisRejectUnauthorized,
     instanceId,
     inProcessBus,
+    groupCommandTimeout,
+    presenceTimeout,
     closeTimeout
   }
 }

@@ -22,8 +22,11 @@ async function backplanePlugin (fastify: FastifyInstance, options: BackplaneOpti
     transport,
     instanceId: settings.instanceId,
     channelPrefix: settings.channelPrefix,
-    log: fastify.log
+    log: fastify.log,
+    groupCommandTimeout: settings.groupCommandTimeout,
+    presenceTimeout: settings.presenceTimeout
   })
+  await backplane.start()
 
   fastify.decorate('backplane', backplane)
   fastify.decorate('broadcast', backplane.broadcast.bind(backplane))

@@ -1,4 +1,9 @@
-/** Who receives a message on each instance: every connection of a hub, or a group's members. */
+/**
+ * Who receives a message on each instance. Lists reach each connection once, even a
+ * connection that belongs to several of the listed groups.
+ */
 export type Target =
   | { kind: 'all' }
-  | { kind: 'group', group: string }
+  | { kind: 'groups', groups: string[] }
+  | { kind: 'connections', connectionIds: string[] }
+  | { kind: 'users', userIds: string[] }

@@ -36,6 +36,8 @@ export interface CloseOptions {
  */
 export class HubConnection {
   readonly id = randomBytes(16).toString('base64url')
+  /** The user id that the hub's authenticate option returned, if any. */
+  readonly userId: string | undefined
   readonly context: HubConnectionContext
   readonly log: FastifyBaseLogger
   /** Each joined group and the promise that settles once it is subscribed. */
@@ -55,8 +57,9 @@ export class HubConnection {
   #closeError: Error | undefined
   readonly #closeListeners: Array<() => void> = []
 
-  constructor (hub: Hub, socket: WebSocket, request: FastifyRequest) {
+  constructor (hub: Hub, socket: WebSocket, request: FastifyRequest, userId: string | undefined) {
     this.#hub = hub
+    this.userId = userId
     this.#socket = socket
     this.#handshake = new RecordSeparatorSplitter(hub.options.maximumReceiveMessageSize)
     this.log = request.log.child({ connectionId: this.id, hub: hub.name })

@@ -1,8 +1,8 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
-import type { Backplane, LocalHub } from '../backplane/backplane.js'
-import { validateGroupName } from '../backplane/backplane.js'
+import type { Backplane, HubContext, LocalHub } from '../backplane/backplane.js'
 import type { Target } from '../backplane/target.js'
+import { validateGroupName } from '../backplane/targets.js'
 import { ClientTimeoutError } from '../errors.js'
 import { MessageType } from '../protocol/messages.js'
 import type { HubProtocol } from '../protocol/messages.js'
@@ -11,8 +11,8 @@ import type { HubConnectionContext, HubMethod, ResolvedHubOptions } from './opti
 import * as wire from './wire-errors.js'
 
 /**
- * The connections of one hub on this instance, their groups, and keep-alive. The hub delivers
- * what the backplane hands it and never talks to Redis itself.
+ * The connections of one hub on this instance, their groups and users, and keep-alive. The hub
+ * delivers what the backplane hands it and never talks to Redis itself.
  */
 export class Hub implements LocalHub {
   readonly name: string
@@ -26,7 +26,9 @@ export class Hub implements LocalHub {
   /** Connections past the handshake, by id. */
   readonly #connections = new Map<string, HubConnection>()
   readonly #groups = new Map<string, Set<HubConnection>>()
+  readonly #users = new Map<string, Set<HubConnection>>()
   readonly #pingFrames: Map<string, Buffer>
+  #hubContext: HubContext | undefined
   #keepAliveTimer: NodeJS.Timeout | undefined
 
   constructor (options: ResolvedHubOptions, backplane: Backplane, log: FastifyBaseLogger) {
@@ -39,20 +41,16 @@ export class Hub implements LocalHub {
     this.#pingFrames = new Map(options.protocols.map((protocol) => [protocol.name, protocol.writeMessage({ type: MessageType.Ping })]))
   }
 
-  /** The number of connections on this instance that completed the handshake. */
-  get connectionCount (): number {
-    return this.#connections.size
-  }
-
   async start (): Promise<void> {
     await this.#backplane.attachHub(this.name, this)
+    this.#hubContext = this.#backplane.hubContext(this.name)
     const period = Math.max(10, Math.min(this.options.keepAliveInterval, this.options.clientTimeoutInterval) / 4)
     this.#keepAliveTimer = setInterval(() => this.#checkKeepAlive(), period)
     this.#keepAliveTimer.unref()
   }
 
-  accept (socket: WebSocket, request: FastifyRequest): void {
-    this.#sockets.add(new HubConnection(this, socket, request))
+  accept (socket: WebSocket, request: FastifyRequest, userId: string | undefined): void {
+    this.#sockets.add(new HubConnection(this, socket, request, userId))
   }
 
   findProtocol (name: string): HubProtocol | undefined {
@@ -63,10 +61,16 @@ export class Hub implements LocalHub {
     return this.options.methods.get(name.toLowerCase())
   }
 
+  hasConnection (connectionId: string): boolean {
+    return this.#connections.has(connectionId)
+  }
+
+  countConnections (group?: string): number {
+    return group === undefined ? this.#connections.size : (this.#groups.get(group)?.size ?? 0)
+  }
+
   deliver (target: Target, frames: ReadonlyMap<string, Buffer>, except: ReadonlySet<string>): void {
-    const recipients = target.kind === 'all' ? this.#connections.values() : this.#groups.get(target.group)
-    if (recipients === undefined) return
-    for (const connection of recipients) {
+    for (const connection of this.#recipients(target)) {
       if (except.has(connection.id)) continue
       const frame = frames.get(connection.protocol!.name)
       if (frame !== undefined) connection.sendFrame(frame)
@@ -74,23 +78,35 @@ export class Hub implements LocalHub {
     }
   }
 
-  /** Called by a connection after its handshake. Runs onConnected; never rejects. */
+  /**
+   * Called by a connection after its handshake: subscribes to the connection's and its user's
+   * channels, then runs onConnected. Never rejects.
+   */
   async connectionEstablished (connection: HubConnection): Promise<void> {
     this.#connections.set(connection.id, connection)
-    if (this.options.onConnected === undefined) return
+    if (connection.userId !== undefined) addMember(this.#users, connection.userId, connection)
     try {
-      await this.options.onConnected(connection.context)
+      await Promise.all([
+        this.#backplane.subscribeConnection(this.name, connection.id),
+        connection.userId === undefined ? undefined : this.#backplane.subscribeUser(this.name, connection.userId)
+      ])
+      await this.options.onConnected?.(connection.context)
     } catch (err) {
-      connection.log.error({ err }, 'hub onConnected failed')
+      connection.log.error({ err }, 'hub connection setup failed')
       connection.close({ error: wire.connectionClosedWithError(err, this.options.enableDetailedErrors), allowReconnect: false, cause: err as Error })
     }
   }
 
-  /** Called by a connection once its socket closed: leaves groups and runs onDisconnected. */
+  /** Called by a connection once its socket closed: releases its channels and runs onDisconnected. */
   connectionClosed (connection: HubConnection, wasConnected: boolean, error: Error | undefined): void {
     this.#sockets.delete(connection)
     if (!wasConnected) return
     this.#connections.delete(connection.id)
+    void this.#backplane.unsubscribeConnection(this.name, connection.id)
+    if (connection.userId !== undefined) {
+      removeMember(this.#users, connection.userId, connection)
+      void this.#backplane.unsubscribeUser(this.name, connection.userId)
+    }
     for (const group of connection.groups.keys()) void this.#leave(connection, group)
     connection.log.debug('hub connection closed')
 
@@ -100,40 +116,47 @@ export class Hub implements LocalHub {
       .catch((err: unknown) => connection.log.error({ err }, 'hub onDisconnected failed'))
   }
 
-  async addToGroup (connection: HubConnection, group: string): Promise<void> {
+  async addToGroup (connectionId: string, group: string): Promise<void> {
     validateGroupName(group)
+    const connection = this.#connections.get(connectionId)
+    if (connection === undefined) return
+
     const joined = connection.groups.get(group)
     if (joined !== undefined) return joined
-    if (!this.#connections.has(connection.id)) return
-
-    let members = this.#groups.get(group)
-    if (members === undefined) {
-      members = new Set()
-      this.#groups.set(group, members)
-    }
-    members.add(connection)
-    const subscribed = this.#backplane.acquireGroup(this.name, group)
+    addMember(this.#groups, group, connection)
+    const subscribed = this.#backplane.subscribeGroup(this.name, group)
     connection.groups.set(group, subscribed)
     await subscribed
   }
 
-  async removeFromGroup (connection: HubConnection, group: string): Promise<void> {
+  async removeFromGroup (connectionId: string, group: string): Promise<void> {
     validateGroupName(group)
-    await this.#leave(connection, group)
+    const connection = this.#connections.get(connectionId)
+    if (connection !== undefined) await this.#leave(connection, group)
   }
 
   createContext (connection: HubConnection, request: FastifyRequest): HubConnectionContext {
+    const hubContext = this.#hubContext!
+    const clients = hubContext.clients
     return {
       connectionId: connection.id,
+      userId: connection.userId,
       hub: this.name,
       request,
       log: connection.log,
       items: new Map(),
       groups: {
-        add: (group) => this.addToGroup(connection, group),
-        remove: (group) => this.removeFromGroup(connection, group),
+        add: (group) => this.addToGroup(connection.id, group),
+        remove: (group) => this.removeFromGroup(connection.id, group),
         has: (group) => connection.groups.has(group)
       },
+      clients: {
+        ...clients,
+        caller: { send: (method, ...args) => connection.sendMessage({ type: MessageType.Invocation, target: method, arguments: args }) },
+        others: clients.allExcept([connection.id]),
+        othersInGroup: (group) => clients.groupExcept(group, [connection.id])
+      },
+      hubContext,
       send: (method, ...args) => connection.sendMessage({ type: MessageType.Invocation, target: method, arguments: args }),
       broadcast: (method, args, options) => this.#backplane.broadcast(method, args, { ...options, hub: this.name })
     }
@@ -162,12 +185,29 @@ export class Hub implements LocalHub {
     }
   }
 
+  * #recipients (target: Target): Iterable<HubConnection> {
+    switch (target.kind) {
+      case 'all':
+        yield * this.#connections.values()
+        return
+      case 'groups':
+        yield * union(target.groups.map((group) => this.#groups.get(group)))
+        return
+      case 'connections':
+        for (const id of new Set(target.connectionIds)) {
+          const connection = this.#connections.get(id)
+          if (connection !== undefined) yield connection
+        }
+        return
+      case 'users':
+        yield * union(target.userIds.map((userId) => this.#users.get(userId)))
+    }
+  }
+
   async #leave (connection: HubConnection, group: string): Promise<void> {
     if (!connection.groups.delete(group)) return
-    const members = this.#groups.get(group)
-    members?.delete(connection)
-    if (members?.size === 0) this.#groups.delete(group)
-    await this.#backplane.releaseGroup(this.name, group)
+    removeMember(this.#groups, group, connection)
+    await this.#backplane.unsubscribeGroup(this.name, group)
   }
 
   #checkKeepAlive (): void {
@@ -180,6 +220,38 @@ export class Hub implements LocalHub {
       } else if (now - connection.lastSentAt >= this.options.keepAliveInterval) {
         connection.sendFrame(this.#pingFrames.get(connection.protocol!.name)!)
       }
+    }
+  }
+}
+
+function addMember (index: Map<string, Set<HubConnection>>, key: string, connection: HubConnection): void {
+  let members = index.get(key)
+  if (members === undefined) {
+    members = new Set()
+    index.set(key, members)
+  }
+  members.add(connection)
+}
+
+function removeMember (index: Map<string, Set<HubConnection>>, key: string, connection: HubConnection): void {
+  const members = index.get(key)
+  members?.delete(connection)
+  if (members?.size === 0) index.delete(key)
+}
+
+/** Yields each connection of the given sets once, even if it is in several of them. */
+function * union (sets: Array<Set<HubConnection> | undefined>): Iterable<HubConnection> {
+  const present = sets.filter((set) => set !== undefined)
+  if (present.length === 1) {
+    yield * present[0]!
+    return
+  }
+  const seen = new Set<HubConnection>()
+  for (const set of present) {
+    for (const connection of set) {
+      if (seen.has(connection)) continue
+      seen.add(connection)
+      yield connection
     }
   }
 }

@@ -1,5 +1,7 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
-import type { BroadcastOptions } from '../backplane/backplane.js'
+import type { HubContext } from '../backplane/backplane.js'
+import type { ClientProxy, HubClients } from '../backplane/clients.js'
+import type { BroadcastOptions } from '../backplane/targets.js'
 import { InvalidOptionError } from '../errors.js'
 import { jsonHubProtocol } from '../protocol/json.js'
 import type { HubProtocol } from '../protocol/messages.js'
@@ -8,6 +10,8 @@ import type { HubProtocol } from '../protocol/messages.js'
 export interface HubConnectionContext {
   /** The server-assigned id of this connection, unique across instances. */
   readonly connectionId: string
+  /** The user id that the hub's `authenticate` option returned; undefined for anonymous connections. */
+  readonly userId: string | undefined
   /** The name of the hub the connection belongs to. */
   readonly hub: string
   /** The HTTP request that opened the WebSocket: headers, query string, remote address. */
@@ -18,11 +22,33 @@ export interface HubConnectionContext {
   readonly items: Map<unknown, unknown>
   /** The groups this connection belongs to, and a way to join and leave them. */
   readonly groups: HubConnectionGroups
+  /** Recipient selectors, as in a SignalR hub's `Clients`, across every instance. */
+  readonly clients: CallerClients
+  /** The hub's context: clients, group membership of any connection, and presence counts. */
+  readonly hubContext: HubContext
   /** Invokes a client method on this connection only. Settles once the frame is written. */
   send (method: string, ...args: unknown[]): Promise<void>
   /** `fastify.broadcast()` with the hub already set to this connection's hub. */
   broadcast (method: string, args?: readonly unknown[], options?: Omit<BroadcastOptions, 'hub'>): Promise<void>
 }
+
+/** `HubClients` plus the selectors relative to the calling connection. */
+export interface CallerClients extends HubClients {
+  /** This connection only. Settles once the frame is written. */
+  readonly caller: ClientProxy
+  /** Every connection of the hub except this one. */
+  readonly others: ClientProxy
+  /** The members of a group except this connection. */
+  othersInGroup (group: string): ClientProxy
+}
+
+/**
+ * Verifies a connection request before the WebSocket upgrade. `token` is the bearer token from
+ * the `access_token` query parameter (browsers) or the `Authorization: Bearer` header. Returns
+ * the user id, or undefined for an anonymous connection. Returning false or throwing rejects
+ * the request with 401, and no WebSocket is opened.
+ */
+export type HubAuthenticate = (request: FastifyRequest, token: string | undefined) => string | undefined | false | Promise<string | undefined | false>
 
 export interface HubConnectionGroups {
   /**
@@ -58,6 +84,11 @@ export interface HubOptions {
    * @default {}
    */
   methods?: Record<string, HubMethod> | Map<string, HubMethod>
+  /**
+   * Verifies each connection request before the upgrade and returns its user id.
+   * @default undefined (every connection is anonymous)
+   */
+  authenticate?: HubAuthenticate
   /** Runs after a successful handshake, before any invocation of that connection. */
   onConnected?: (context: HubConnectionContext) => unknown
   /** Runs after a connection closed, with the error that closed it, if any. */
@@ -113,6 +144,7 @@ export interface ResolvedHubOptions {
   path: string
   name: string
   methods: Map<string, { name: string, method: HubMethod }>
+  authenticate: HubAuthenticate | undefined
   onConnected: HubOptions['onConnected']
   onDisconnected: HubOptions['onDisconnected']
   protocols: HubProtocol[]
@@ -126,7 +158,7 @@ export interface ResolvedHubOptions {
 }
 
 export function resolveHubOptions (options: HubOptions): ResolvedHubOptions {
-  const { path, name = path, onConnected, onDisconnected, protocols = [jsonHubProtocol] } = options
+  const { path, name = path, authenticate, onConnected, onDisconnected, protocols = [jsonHubProtocol] } = options
 
   if (typeof path !== 'string' || !path.startsWith('/')) {
     throw new InvalidOptionError('path', `expected a URL path starting with "/", got ${JSON.stringify(path)}`, "Pass the hub's route, such as '/chatHub'.")
@@ -134,7 +166,7 @@ export function resolveHubOptions (options: HubOptions): ResolvedHubOptions {
   if (typeof name !== 'string' || name === '') {
     throw new InvalidOptionError('name', `expected a non-empty string, got ${JSON.stringify(name)}`, 'Leave it out to use the path.')
   }
-  for (const [hook, value] of [['onConnected', onConnected], ['onDisconnected', onDisconnected]] as const) {
+  for (const [hook, value] of [['authenticate', authenticate], ['onConnected', onConnected], ['onDisconnected', onDisconnected]] as const) {
     if (value !== undefined && typeof value !== 'function') {
       throw new InvalidOptionError(hook, `expected a function, got ${typeof value}`, 'Pass a function or leave it out.')
     }
@@ -147,6 +179,7 @@ export function resolveHubOptions (options: HubOptions): ResolvedHubOptions {
     path,
     name,
     methods: resolveMethods(options.methods ?? {}),
+    authenticate,
     onConnected,
     onDisconnected,
     protocols,

@@ -15,6 +15,10 @@ export class InProcessBus {
     for (const transport of subscribers) transport.receive(channel, payload)
   }
 
+  count (channel: string): number {
+    return this.#subscribers.get(channel)?.size ?? 0
+  }
+
   add (channel: string, transport: InProcessTransport): void {
     let subscribers = this.#subscribers.get(channel)
     if (subscribers === undefined) {
@@ -73,6 +77,10 @@ export class InProcessTransport implements Transport {
   async unsubscribe (channel: string): Promise<void> {
     this.#channels.delete(channel)
     this.#bus.remove(channel, this)
+  }
+
+  async subscriberCount (channel: string): Promise<number> {
+    return this.#bus.count(channel)
   }
 
   async close (): Promise<void> {

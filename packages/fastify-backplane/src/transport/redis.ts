@@ -64,6 +64,11 @@ export class RedisTransport implements Transport {
     await this.#subscriber.unsubscribe(channel)
   }
 
+  async subscriberCount (channel: string): Promise<number> {
+    const reply = await this.#publisher.pubsub('NUMSUB', channel) as [string, number]
+    return Number(reply[1])
+  }
+
   close (): Promise<void> {
     this.#closing ??= Promise.all(this.#owned.map((client) => quitWithin(client, this.#closeTimeout))).then(() => {})
     return this.#closing

@@ -21,6 +21,8 @@ export interface Transport {
   publish (channel: string, payload: Buffer): Promise<void>
   subscribe (channel: string): Promise<void>
   unsubscribe (channel: string): Promise<void>
+  /** Counts the instances subscribed to `channel`, this one included. */
+  subscriberCount (channel: string): Promise<number>
   /** Stops delivery and releases the connections this transport opened. Idempotent. */
   close (): Promise<void>
 }

@@ -1,0 +1,39 @@
+import type { BroadcastOptions } from './targets.js'
+
+/** Invokes a client method on a fixed set of connections. */
+export interface ClientProxy {
+  /** Invokes `method` with `args`; settles once the message is handed to the transport. */
+  send (method: string, ...args: unknown[]): Promise<void>
+}
+
+/** Recipient selectors in the shape of ASP.NET Core SignalR's `IHubClients`. */
+export interface HubClients {
+  readonly all: ClientProxy
+  allExcept (connectionIds: readonly string[]): ClientProxy
+  client (connectionId: string): ClientProxy
+  clients (connectionIds: readonly string[]): ClientProxy
+  group (group: string): ClientProxy
+  groups (groups: readonly string[]): ClientProxy
+  groupExcept (group: string, connectionIds: readonly string[]): ClientProxy
+  user (userId: string): ClientProxy
+  users (userIds: readonly string[]): ClientProxy
+}
+
+type Send = (method: string, args: readonly unknown[], options: Omit<BroadcastOptions, 'hub'>) => Promise<void>
+
+export function createHubClients (send: Send): HubClients {
+  const proxy = (options: Omit<BroadcastOptions, 'hub'>): ClientProxy => ({
+    send: (method, ...args) => send(method, args, options)
+  })
+  return {
+    all: proxy({}),
+    allExcept: (connectionIds) => proxy({ except: connectionIds }),
+    client: (connectionId) => proxy({ connection: connectionId }),
+    clients: (connectionIds) => proxy({ connection: connectionIds }),
+    group: (group) => proxy({ group }),
+    groups: (groups) => proxy({ group: groups }),
+    groupExcept: (group, connectionIds) => proxy({ group, except: connectionIds }),
+    user: (userId) => proxy({ user: userId }),
+    users: (userIds) => proxy({ user: userIds })
+  }
+}
