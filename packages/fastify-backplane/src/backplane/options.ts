@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { Redis, RedisOptions } from 'ioredis'
+import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis'
 import { InvalidOptionError } from '../errors.js'
 import type { InProcessBus } from '../transport/in-process.js'
 
@@ -13,6 +13,14 @@ export interface BackplaneOptions {
    * @default undefined (in-process delivery)
    */
   redis?: string | RedisOptions | Redis
+  /**
+   * A Redis Cluster, in place of `redis`: its nodes as `redis://` or `rediss://` URLs (user,
+   * password and TLS apply to every node) with optional ioredis cluster options, or an ioredis
+   * Cluster client created with `shardedSubscribers: true`. The backplane then uses Redis 7
+   * sharded pub/sub (SPUBLISH and SSUBSCRIBE), so throughput grows with the number of shards.
+   * @default undefined
+   */
+  redisCluster?: RedisClusterOption
   /**
    * Prefix of every channel name. Redis pub/sub ignores the database number, so apps that
    * share one Redis must use different prefixes.
@@ -56,9 +64,13 @@ export interface BackplaneOptions {
   closeTimeout?: number
 }
 
+/** Cluster nodes and options, or a Cluster client that the app already has. */
+export type RedisClusterOption = { nodes: string[], options?: ClusterOptions } | Cluster
+
 /** The options after validation, with every default applied. */
 export interface ResolvedBackplaneOptions {
   redis: string | RedisOptions | Redis | undefined
+  redisCluster: RedisClusterOption | undefined
   channelPrefix: string
   redisRejectUnauthorized: boolean
   instanceId: string
@@ -71,6 +83,7 @@ export interface ResolvedBackplaneOptions {
 export function resolveBackplaneOptions (options: BackplaneOptions): ResolvedBackplaneOptions {
   const {
     redis,
+    redisCluster,
     channelPrefix = 'fastify-backplane:',
     redisRejectUnauthorized = true,
     instanceId = randomUUID(),
@@ -82,6 +95,16 @@ export function resolveBackplaneOptions (options: BackplaneOptions): ResolvedBac
 
   if (redis !== undefined && typeof redis !== 'string' && (typeof redis !== 'object' || redis === null)) {
     throw new InvalidOptionError('redis', `expected a URL string, ioredis options or an ioredis client, got ${typeof redis}`, 'Pass process.env.REDIS_URL or leave it out for in-process delivery.')
+  }
+  if (redisCluster !== undefined) {
+    if (redis !== undefined && redis !== '') {
+      throw new InvalidOptionError('redisCluster', 'cannot be combined with the redis option', 'Pass either redis for a single Redis server or redisCluster for a Redis Cluster.')
+    }
+    const isClient = typeof (redisCluster as Cluster).nodes === 'function'
+    const nodes = (redisCluster as { nodes?: unknown }).nodes
+    if (!isClient && (!Array.isArray(nodes) || nodes.length === 0 || !nodes.every((node) => typeof node === 'string'))) {
+      throw new InvalidOptionError('redisCluster', 'expected { nodes: [url, ...] } with at least one redis:// URL, or an ioredis Cluster client', "Pass { nodes: ['redis://host:7000', 'redis://host:7001'] }.")
+    }
   }
   if (typeof channelPrefix !== 'string') {
     throw new InvalidOptionError('channelPrefix', `expected a string, got ${typeof channelPrefix}`, "Use a short app name ending in a colon, such as 'notes:'.")
@@ -100,6 +123,7 @@ export function resolveBackplaneOptions (options: BackplaneOptions): ResolvedBac
 
   return {
     redis: redis === '' ? undefined : redis,
+    redisCluster,
     channelPrefix,
     redisRejectUnauthorized,
     instanceId,

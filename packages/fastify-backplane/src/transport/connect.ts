@@ -1,11 +1,13 @@
 import fastifyRedis from '@fastify/redis'
 import type { FastifyInstance } from 'fastify'
-import { Redis } from 'ioredis'
-import type { RedisOptions } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
+import type { ClusterOptions, RedisOptions } from 'ioredis'
+import { InvalidOptionError } from '../errors.js'
 import type { ResolvedBackplaneOptions } from '../backplane/options.js'
 import { ThrottledWarnings } from '../backplane/throttled-log.js'
 import { InProcessTransport } from './in-process.js'
 import { RedisTransport } from './redis.js'
+import { RedisClusterTransport } from './redis-cluster.js'
 import { parseRedisUrl } from './redis-url.js'
 import type { Transport } from './transport.js'
 
@@ -14,6 +16,7 @@ import type { Transport } from './transport.js'
  * pub/sub over a publisher connection and a dedicated subscriber made with `duplicate()`.
  */
 export async function connectTransport (fastify: FastifyInstance, options: ResolvedBackplaneOptions): Promise<Transport> {
+  if (options.redisCluster !== undefined) return connectCluster(fastify, options)
   if (options.redis === undefined) {
     fastify.log.info({ transport: 'in-process', instanceId: options.instanceId }, 'backplane delivers in-process only; pass the redis option to reach other instances')
     return new InProcessTransport(options.inProcessBus)
@@ -30,6 +33,43 @@ export async function connectTransport (fastify: FastifyInstance, options: Resol
   reportConnectionErrors(fastify, subscriber, 'subscriber')
   fastify.log.info({ transport: 'redis', instanceId: options.instanceId, ...describeConnection(publisher.options) }, 'backplane uses Redis pub/sub')
   return new RedisTransport({ publisher, subscriber, owned, closeTimeout: options.closeTimeout })
+}
+
+/**
+ * Opens a Cluster client with sharded subscribers, or duplicates the app's, for the
+ * subscriptions. ioredis needs `shardedSubscribers: true`, or SSUBSCRIBE silently receives
+ * nothing, so an app's client without it is rejected.
+ */
+async function connectCluster (fastify: FastifyInstance, options: ResolvedBackplaneOptions): Promise<Transport> {
+  const option = options.redisCluster!
+  const owned: Cluster[] = []
+  let publisher: Cluster
+  if (option instanceof Cluster) {
+    if (option.options.shardedSubscribers !== true) {
+      throw new InvalidOptionError('redisCluster', 'the Cluster client was created without shardedSubscribers: true, so sharded subscriptions would receive nothing', 'Create it with new Cluster(nodes, { shardedSubscribers: true }).')
+    }
+    publisher = option
+  } else {
+    const { nodes, options: clusterOptions = {} } = option as { nodes: string[], options?: ClusterOptions }
+    const parsed = nodes.map((url) => parseRedisUrl(url, { rejectUnauthorized: options.redisRejectUnauthorized }))
+    if (parsed.some(({ db }) => db !== 0)) {
+      throw new InvalidOptionError('redisCluster', 'a node URL selects a database, but Redis Cluster has only database 0', 'Remove the /db path from the node URLs.')
+    }
+    const { host: _host, port: _port, db: _db, ...connection } = parsed[0]!
+    publisher = new Cluster(parsed.map(({ host, port }) => ({ host, port })), {
+      ...clusterOptions,
+      shardedSubscribers: true,
+      redisOptions: { ...connection, ...clusterOptions.redisOptions }
+    })
+    owned.push(publisher)
+  }
+  const subscriber = publisher.duplicate()
+  owned.push(subscriber)
+
+  reportConnectionErrors(fastify, publisher, 'cluster publisher')
+  reportConnectionErrors(fastify, subscriber, 'cluster subscriber')
+  fastify.log.info({ transport: 'redis-cluster', instanceId: options.instanceId }, 'backplane uses Redis Cluster sharded pub/sub')
+  return new RedisClusterTransport({ publisher, subscriber, owned, closeTimeout: options.closeTimeout })
 }
 
 function toRedisOptions (redis: string | RedisOptions, rejectUnauthorized: boolean): RedisOptions {
@@ -66,7 +106,7 @@ function isRedisClient (value: unknown): value is Redis {
     typeof (value as Redis).duplicate === 'function' && typeof (value as Redis).publish === 'function')
 }
 
-function reportConnectionErrors (fastify: FastifyInstance, client: Redis, role: string): void {
+function reportConnectionErrors (fastify: FastifyInstance, client: Redis | Cluster, role: string): void {
   const warnings = new ThrottledWarnings(fastify.log)
   client.on('error', (err: Error & { code?: string }) => {
     // Only these fields: ioredis attaches the failed command's arguments to reply errors,

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis'
 import { PublishFailedError, SubscribeFailedError } from '../errors.js'
+import { quitWithin } from './quit.js'
 import type { Transport, TransportMessageHandler } from './transport.js'
 
 export interface RedisTransportOptions {
@@ -72,25 +73,5 @@ export class RedisTransport implements Transport {
   close (): Promise<void> {
     this.#closing ??= Promise.all(this.#owned.map((client) => quitWithin(client, this.#closeTimeout))).then(() => {})
     return this.#closing
-  }
-}
-
-/** Sends QUIT, and drops the connection if Redis is unreachable or has not answered within `timeout` ms. */
-async function quitWithin (client: Redis, timeout: number): Promise<void> {
-  if (client.status === 'end') return
-  if (client.status !== 'ready') {
-    // QUIT would wait in the offline queue for a server that may never return.
-    client.disconnect()
-    return
-  }
-  let timer: NodeJS.Timeout | undefined
-  const timedOut = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, timeout)
-  })
-  try {
-    await Promise.race([client.quit().catch(() => {}), timedOut])
-  } finally {
-    clearTimeout(timer)
-    client.disconnect()
   }
 }
