@@ -129,3 +129,33 @@ export const UnauthorizedError = createError<[string]>(
   'Hub %s rejected the connection request. Send a valid token in the access_token query parameter or an Authorization: Bearer header.',
   401
 )
+
+export const ClientResultTimeoutError = createError<[string, string, number]>(
+  'FST_BACKPLANE_CLIENT_RESULT_TIMEOUT',
+  'Connection "%s" did not return a result for "%s" within %d ms. The client needs a handler that returns a value, or the connection is gone; raise clientResultTimeout for slow handlers.',
+  504
+)
+
+export const ClientDisconnectedError = createError<[string, string]>(
+  'FST_BACKPLANE_CLIENT_DISCONNECTED',
+  'Connection "%s" closed before it returned a result for "%s".',
+  503
+)
+
+export const ClientResultError = createError<[string, string, string]>(
+  'FST_BACKPLANE_CLIENT_RESULT_ERROR',
+  'Connection "%s" returned an error for "%s": %s',
+  502
+)
+
+export const InvalidConnectionTokenError = createError<[string]>(
+  'FST_BACKPLANE_INVALID_CONNECTION_TOKEN',
+  'Connection token rejected: %s. Negotiate again to get a new token.',
+  404
+)
+
+export const ConnectionTokenReusedError = createError(
+  'FST_BACKPLANE_CONNECTION_TOKEN_REUSED',
+  'Connection token already used. Each negotiated token opens one WebSocket; negotiate again for another.',
+  409
+)

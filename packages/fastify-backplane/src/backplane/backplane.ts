@@ -1,6 +1,9 @@
 import type { FastifyBaseLogger } from 'fastify'
 import {
   BackplaneClosedError,
+  ClientDisconnectedError,
+  ClientResultError,
+  ClientResultTimeoutError,
   ConnectionNotFoundError,
   HubNotSpecifiedError,
   InvalidBroadcastError
@@ -13,7 +16,7 @@ import { ChannelNames } from './channels.js'
 import { createHubClients } from './clients.js'
 import type { HubClients } from './clients.js'
 import { decodeEnvelope, encodeEnvelope, UnsupportedEnvelopeError } from './envelope.js'
-import type { Envelope, GroupCommandEnvelope, InvocationEnvelope, PresenceQueryEnvelope, ReplyEnvelope } from './envelope.js'
+import type { ClientInvocationEnvelope, Envelope, GroupCommandEnvelope, InvocationEnvelope, PresenceQueryEnvelope, ReplyEnvelope } from './envelope.js'
 import { RecentIds } from './recent-ids.js'
 import type { Target } from './target.js'
 import { describe, resolveExcept, resolveTarget, validateConnectionId, validateGroupName } from './targets.js'
@@ -59,6 +62,7 @@ export interface LocalHub {
   addToGroup (connectionId: string, group: string): Promise<void>
   removeFromGroup (connectionId: string, group: string): Promise<void>
   countConnections (group?: string): number
+  invokeClient (connectionId: string, method: string, args: unknown[]): Promise<unknown>
 }
 
 export interface BackplaneSettings {
@@ -70,6 +74,8 @@ export interface BackplaneSettings {
   groupCommandTimeout: number
   /** How long a presence count waits for the other instances' answers, in ms. */
   presenceTimeout: number
+  /** How long a client result from a connection on another instance is awaited, in ms. */
+  clientResultTimeout: number
 }
 
 interface Subscription {
@@ -168,12 +174,23 @@ export class Backplane {
     return this.#handled(() => this.#broadcast(method, args, options), { method }, 'broadcast failed')
   }
 
+  /**
+   * Marks a negotiated connection as used, across instances, for `ttl` ms. Returns false if
+   * another WebSocket already used it.
+   */
+  claimConnection (hub: string, connectionId: string, ttl: number): Promise<boolean> {
+    return this.#transport.claim(this.#channels.usedToken(hub, connectionId), ttl)
+  }
+
   /** Returns the context of a hub, by default the only hub of this instance. */
   hubContext (hub?: string): HubContext {
     const name = this.#resolveHub(hub)
     return {
       name,
-      clients: createHubClients((method, args, options) => this.broadcast(method, args, { ...options, hub: name })),
+      clients: createHubClients(
+        (method, args, options) => this.broadcast(method, args, { ...options, hub: name }),
+        (connectionId, method, args) => this.#handled(() => this.#invokeClient(name, connectionId, method, args), { connectionId, method }, 'client invocation failed')
+      ),
       groups: {
         add: (connectionId, group) => this.#handled(() => this.#groupCommand(name, connectionId, group, 'add'), { connectionId, group }, 'group add failed'),
         remove: (connectionId, group) => this.#handled(() => this.#groupCommand(name, connectionId, group, 'remove'), { connectionId, group }, 'group remove failed')
@@ -227,6 +244,24 @@ export class Backplane {
     if (replies.length === 0) throw new ConnectionNotFoundError(hub, connectionId, timeout)
   }
 
+  async #invokeClient (hub: string, connectionId: string, method: string, args: unknown[]): Promise<unknown> {
+    if (this.#closed) throw new BackplaneClosedError()
+    validateConnectionId(connectionId)
+    if (typeof method !== 'string' || method === '') {
+      throw new InvalidBroadcastError('method', `expected a non-empty string, got ${describe(method)}`)
+    }
+
+    const local = this.#hubs.get(hub)
+    if (local?.hasConnection(connectionId) === true) return await local.invokeClient(connectionId, method, args)
+
+    const timeout = this.#settings.clientResultTimeout
+    const request: ClientInvocationEnvelope = { type: 'client-invocation', origin: this.instanceId, requestId: ++this.#sequence, hub, connectionId, method, arguments: args }
+    const [reply] = await this.#request(this.#channels.connection(hub, connectionId), request, 1, timeout)
+    if (reply === undefined) throw new ClientResultTimeoutError(connectionId, method, timeout)
+    if (reply.error !== undefined) throw remoteClientError(reply.error, connectionId, method)
+    return reply.result
+  }
+
   async #countConnections (hub: string, group: string | undefined): Promise<Presence> {
     if (this.#closed) throw new BackplaneClosedError()
     if (group !== undefined) validateGroupName(group)
@@ -247,7 +282,7 @@ export class Backplane {
   }
 
   /** Publishes a request and collects replies until `expected` arrived or `timeout` ms passed. */
-  async #request (channel: string, request: GroupCommandEnvelope | PresenceQueryEnvelope, expected: number, timeout: number): Promise<ReplyEnvelope[]> {
+  async #request (channel: string, request: GroupCommandEnvelope | ClientInvocationEnvelope | PresenceQueryEnvelope, expected: number, timeout: number): Promise<ReplyEnvelope[]> {
     const replies: ReplyEnvelope[] = []
     let timer: NodeJS.Timeout | undefined
     const done = new Promise<void>((resolve) => {
@@ -314,6 +349,9 @@ export class Backplane {
       case 'group':
         void this.#receiveGroupCommand(envelope)
         break
+      case 'client-invocation':
+        void this.#receiveClientInvocation(envelope)
+        break
       case 'presence':
         this.#receivePresenceQuery(envelope)
         break
@@ -340,6 +378,22 @@ export class Backplane {
     }
   }
 
+  async #receiveClientInvocation (request: ClientInvocationEnvelope): Promise<void> {
+    const hub = this.#hubs.get(request.hub)
+    if (hub === undefined || !hub.hasConnection(request.connectionId)) return
+    let fields: Pick<ReplyEnvelope, 'result' | 'error'>
+    try {
+      fields = { result: await hub.invokeClient(request.connectionId, request.method, request.arguments) }
+    } catch (err) {
+      const { code = 'FST_BACKPLANE_CLIENT_RESULT_ERROR', message } = err as Error & { code?: string }
+      const clientText = (err as { clientError?: string }).clientError
+      fields = { error: { code, message: clientText ?? message } }
+    }
+    await this.#reply(request, fields).catch((err: unknown) => {
+      this.#warnings.warn('client-invocation-reply', { err, origin: request.origin }, 'client result reply failed')
+    })
+  }
+
   #receivePresenceQuery (query: PresenceQueryEnvelope): void {
     if (query.origin === this.instanceId) return
     const hub = this.#hubs.get(query.hub)
@@ -349,7 +403,7 @@ export class Backplane {
     })
   }
 
-  #reply (request: GroupCommandEnvelope | PresenceQueryEnvelope, fields: { count?: number }): Promise<void> {
+  #reply (request: GroupCommandEnvelope | ClientInvocationEnvelope | PresenceQueryEnvelope, fields: Pick<ReplyEnvelope, 'count' | 'result' | 'error'>): Promise<void> {
     const reply: ReplyEnvelope = { type: 'reply', origin: this.instanceId, requestId: request.requestId, ...fields }
     return this.#transport.publish(this.#channels.instance(request.origin), encodeEnvelope(reply))
   }
@@ -391,6 +445,15 @@ export class Backplane {
       // A failed UNSUBSCRIBE leaves at most some extra traffic, which deliver() filters out.
       this.#warnings.warn('unsubscribe', { err, channel }, 'backplane unsubscribe failed')
     }
+  }
+}
+
+/** Rebuilds the coded error of a client invocation that failed on another instance. */
+function remoteClientError (error: { code: string, message: string }, connectionId: string, method: string): Error {
+  switch (error.code) {
+    case 'FST_BACKPLANE_CLIENT_DISCONNECTED': return new ClientDisconnectedError(connectionId, method)
+    case 'FST_BACKPLANE_CLIENT_RESULT_ERROR': return new ClientResultError(connectionId, method, error.message)
+    default: return Object.assign(new Error(error.message), { code: error.code })
   }
 }
 

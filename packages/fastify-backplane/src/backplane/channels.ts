@@ -9,6 +9,9 @@ import type { Target } from './target.js'
  *   {prefix}{hub length}:{hub}:connection:{connection id}
  *   {prefix}instance:{instance id}          replies addressed to one instance
  *
+ * One key shares the scheme: {prefix}{hub length}:{hub}:used-token:{connection id} marks a
+ * negotiated connection token as used.
+ *
  * The hub name is length-prefixed and the group, user or connection id always comes last,
  * after a fixed kind word, so no name, whatever characters it contains, can produce another
  * target's channel or an instance channel (those start with a letter, hub channels with a
@@ -35,6 +38,11 @@ export class ChannelNames {
 
   connection (hub: string, connectionId: string): string {
     return this.#hub(hub) + 'connection:' + connectionId
+  }
+
+  /** A Redis key, not a channel: marks a negotiated connection token as used. */
+  usedToken (hub: string, connectionId: string): string {
+    return this.#hub(hub) + 'used-token:' + connectionId
   }
 
   instance (instanceId: string): string {

@@ -6,11 +6,20 @@ export interface ClientProxy {
   send (method: string, ...args: unknown[]): Promise<void>
 }
 
+/** One connection, which can also return a result. */
+export interface SingleClientProxy extends ClientProxy {
+  /**
+   * Invokes `method` and resolves with the value the client's handler returns, from any
+   * instance. Rejects on timeout, on a client error, or when the connection closes.
+   */
+  invoke (method: string, ...args: unknown[]): Promise<unknown>
+}
+
 /** Recipient selectors in the shape of ASP.NET Core SignalR's `IHubClients`. */
 export interface HubClients {
   readonly all: ClientProxy
   allExcept (connectionIds: readonly string[]): ClientProxy
-  client (connectionId: string): ClientProxy
+  client (connectionId: string): SingleClientProxy
   clients (connectionIds: readonly string[]): ClientProxy
   group (group: string): ClientProxy
   groups (groups: readonly string[]): ClientProxy
@@ -20,15 +29,19 @@ export interface HubClients {
 }
 
 type Send = (method: string, args: readonly unknown[], options: Omit<BroadcastOptions, 'hub'>) => Promise<void>
+type Invoke = (connectionId: string, method: string, args: unknown[]) => Promise<unknown>
 
-export function createHubClients (send: Send): HubClients {
+export function createHubClients (send: Send, invoke: Invoke): HubClients {
   const proxy = (options: Omit<BroadcastOptions, 'hub'>): ClientProxy => ({
     send: (method, ...args) => send(method, args, options)
   })
   return {
     all: proxy({}),
     allExcept: (connectionIds) => proxy({ except: connectionIds }),
-    client: (connectionId) => proxy({ connection: connectionId }),
+    client: (connectionId) => ({
+      ...proxy({ connection: connectionId }),
+      invoke: (method, ...args) => invoke(connectionId, method, args)
+    }),
     clients: (connectionIds) => proxy({ connection: connectionIds }),
     group: (group) => proxy({ group }),
     groups: (groups) => proxy({ group: groups }),

@@ -33,6 +33,17 @@ export interface GroupCommandEnvelope {
   action: 'add' | 'remove'
 }
 
+/** Asks the instance that owns a connection to invoke a client method and return its result. */
+export interface ClientInvocationEnvelope {
+  type: 'client-invocation'
+  origin: string
+  requestId: number
+  hub: string
+  connectionId: string
+  method: string
+  arguments: unknown[]
+}
+
 /** Asks every instance with the hub for its local connection count. */
 export interface PresenceQueryEnvelope {
   type: 'presence'
@@ -49,12 +60,16 @@ export interface ReplyEnvelope {
   requestId: number
   /** The local connection count, for presence queries. */
   count?: number
+  /** The client's result, for client invocations. */
+  result?: unknown
+  /** Why a client invocation failed: the error code and the client's or server's text. */
+  error?: { code: string, message: string }
 }
 
-export type Envelope = InvocationEnvelope | GroupCommandEnvelope | PresenceQueryEnvelope | ReplyEnvelope
+export type Envelope = InvocationEnvelope | GroupCommandEnvelope | ClientInvocationEnvelope | PresenceQueryEnvelope | ReplyEnvelope
 
 type Header = Omit<InvocationEnvelope, 'frames' | 'except'> & { except?: string[], frames: Array<[name: string, length: number]> }
-  | GroupCommandEnvelope | PresenceQueryEnvelope | ReplyEnvelope
+  | GroupCommandEnvelope | ClientInvocationEnvelope | PresenceQueryEnvelope | ReplyEnvelope
 
 export class UnsupportedEnvelopeError extends Error {
   constructor (readonly version: number) {

@@ -57,6 +57,12 @@ export interface BackplaneOptions {
    */
   presenceTimeout?: number
   /**
+   * How long `clients.client(id).invoke()` waits for a result from a connection on another
+   * instance, in milliseconds.
+   * @default 30000
+   */
+  clientResultTimeout?: number
+  /**
    * How long closing waits for Redis to acknowledge QUIT before dropping the connections, in
    * milliseconds.
    * @default 5000
@@ -77,6 +83,7 @@ export interface ResolvedBackplaneOptions {
   inProcessBus: InProcessBus | undefined
   groupCommandTimeout: number
   presenceTimeout: number
+  clientResultTimeout: number
   closeTimeout: number
 }
 
@@ -90,6 +97,7 @@ export function resolveBackplaneOptions (options: BackplaneOptions): ResolvedBac
     inProcessBus,
     groupCommandTimeout = 30_000,
     presenceTimeout = 2000,
+    clientResultTimeout = 30_000,
     closeTimeout = 5000
   } = options
 
@@ -115,7 +123,7 @@ export function resolveBackplaneOptions (options: BackplaneOptions): ResolvedBac
   if (typeof instanceId !== 'string' || instanceId === '') {
     throw new InvalidOptionError('instanceId', `expected a non-empty string, got ${JSON.stringify(instanceId)}`, 'Leave it out to get a random id.')
   }
-  for (const [name, value, fallback] of [['groupCommandTimeout', groupCommandTimeout, 30_000], ['presenceTimeout', presenceTimeout, 2000], ['closeTimeout', closeTimeout, 5000]] as const) {
+  for (const [name, value, fallback] of [['groupCommandTimeout', groupCommandTimeout, 30_000], ['presenceTimeout', presenceTimeout, 2000], ['clientResultTimeout', clientResultTimeout, 30_000], ['closeTimeout', closeTimeout, 5000]] as const) {
     if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
       throw new InvalidOptionError(name, `expected a non-negative number of milliseconds, got ${String(value)}`, `Leave it out for ${fallback}.`)
     }
@@ -130,6 +138,7 @@ export function resolveBackplaneOptions (options: BackplaneOptions): ResolvedBac
     inProcessBus,
     groupCommandTimeout,
     presenceTimeout,
+    clientResultTimeout,
     closeTimeout
   }
 }

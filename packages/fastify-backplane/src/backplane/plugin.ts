@@ -24,7 +24,8 @@ async function backplanePlugin (fastify: FastifyInstance, options: BackplaneOpti
     channelPrefix: settings.channelPrefix,
     log: fastify.log,
     groupCommandTimeout: settings.groupCommandTimeout,
-    presenceTimeout: settings.presenceTimeout
+    presenceTimeout: settings.presenceTimeout,
+    clientResultTimeout: settings.clientResultTimeout
   })
   await backplane.start()
 

@@ -2,21 +2,24 @@ import { randomBytes } from 'node:crypto'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { RawData, WebSocket } from 'ws'
 import {
+  ClientDisconnectedError,
   HandshakeError,
   HandshakeTimeoutError,
   MessageTooLargeError,
-  MethodFailedError,
-  MethodNotFoundError,
   ProtocolError
 } from '../errors.js'
 import { parseHandshakeRequest, writeHandshakeResponse } from '../protocol/handshake.js'
 import { MessageType } from '../protocol/messages.js'
-import type { HubMessage, HubMessageReader, HubProtocol, InvocationMessage } from '../protocol/messages.js'
+import type { HubMessage, HubMessageReader, HubProtocol } from '../protocol/messages.js'
 import { RecordSeparatorSplitter } from '../protocol/record-separator.js'
+import { PendingClientResults } from './client-results.js'
 import type { Hub } from './hub.js'
-import { HubException } from './hub-exception.js'
+import { InvocationRunner } from './invocations.js'
 import type { HubConnectionContext } from './options.js'
 import * as wire from './wire-errors.js'
+
+/** Bytes queued on a socket above which a result stream waits before sending its next item. */
+const STREAM_HIGH_WATER_MARK = 1024 * 1024
 
 /** Options of `HubConnection.close()`, which become the protocol's Close message. */
 export interface CloseOptions {
@@ -30,13 +33,20 @@ export interface CloseOptions {
   cause?: Error
 }
 
+/** Who the connection is, as the upgrade request established it. */
+export interface ConnectionIdentity {
+  /** The id from a negotiated connection token; a random id when negotiation was skipped. */
+  connectionId?: string
+  /** The user id that the hub's authenticate option returned. */
+  userId?: string
+}
+
 /**
  * One WebSocket connection to a hub, from handshake to close. Incoming bytes are split into
- * messages regardless of frame boundaries; invocations run one at a time, in arrival order.
+ * messages regardless of frame boundaries; invocations go to the connection's runner.
  */
 export class HubConnection {
-  readonly id = randomBytes(16).toString('base64url')
-  /** The user id that the hub's authenticate option returned, if any. */
+  readonly id: string
   readonly userId: string | undefined
   readonly context: HubConnectionContext
   readonly log: FastifyBaseLogger
@@ -51,17 +61,19 @@ export class HubConnection {
   #state: 'handshaking' | 'connected' | 'closing' | 'closed' = 'handshaking'
   readonly #handshake: RecordSeparatorSplitter
   #reader: HubMessageReader | undefined
+  #runner: InvocationRunner | undefined
+  readonly #clientResults: PendingClientResults
   #handshakeTimer: NodeJS.Timeout | undefined
-  #invocations: Promise<unknown> = Promise.resolve()
-  #queuedInvocations = 0
   #closeError: Error | undefined
   readonly #closeListeners: Array<() => void> = []
 
-  constructor (hub: Hub, socket: WebSocket, request: FastifyRequest, userId: string | undefined) {
+  constructor (hub: Hub, socket: WebSocket, request: FastifyRequest, identity: ConnectionIdentity) {
     this.#hub = hub
-    this.userId = userId
     this.#socket = socket
+    this.id = identity.connectionId ?? randomBytes(16).toString('base64url')
+    this.userId = identity.userId
     this.#handshake = new RecordSeparatorSplitter(hub.options.maximumReceiveMessageSize)
+    this.#clientResults = new PendingClientResults(this.id)
     this.log = request.log.child({ connectionId: this.id, hub: hub.name })
     this.context = hub.createContext(this, request)
 
@@ -91,6 +103,51 @@ export class HubConnection {
     return new Promise((resolve, reject) => {
       this.sendFrame(frame, (err) => err === undefined || err === null ? resolve() : reject(err))
     })
+  }
+
+  /** Writes a message, waiting for the socket to drain first when much is already queued. */
+  async sendWithBackpressure (message: HubMessage): Promise<void> {
+    if (this.#socket.bufferedAmount > STREAM_HIGH_WATER_MARK) await this.sendMessage(message)
+    else this.sendFrame(this.protocol!.writeMessage(message))
+  }
+
+  /** Sends a Completion if the invocation expects one: `send()` invocations carry no id. */
+  sendCompletion (invocationId: string | undefined, outcome: { result?: unknown, error?: string }, method?: string): void {
+    if (invocationId === undefined || this.#state !== 'connected') return
+    const message: HubMessage = { type: MessageType.Completion, invocationId }
+    if (outcome.error !== undefined) message.error = outcome.error
+    else if (outcome.result !== undefined) message.result = outcome.result
+
+    let frame: Buffer
+    try {
+      frame = this.protocol!.writeMessage(message)
+    } catch (err) {
+      this.log.error({ err, method }, 'hub method result cannot be encoded')
+      const error = wire.invocationFailed(method ?? 'unknown', err, this.#hub.options.enableDetailedErrors)
+      frame = this.protocol!.writeMessage({ type: MessageType.Completion, invocationId, error })
+    }
+    this.sendFrame(frame)
+  }
+
+  /** Invokes a client method and waits for the value the client's handler returns. */
+  invokeClient (method: string, args: unknown[]): Promise<unknown> {
+    if (this.#state !== 'connected') return Promise.reject(new ClientDisconnectedError(this.id, method))
+    const { invocationId, result } = this.#clientResults.create(method, this.#hub.options.clientResultTimeout)
+    try {
+      this.sendFrame(this.protocol!.writeMessage({ type: MessageType.Invocation, target: method, arguments: args, invocationId }))
+    } catch (err) {
+      this.#clientResults.fail(invocationId, err as Error)
+    }
+    return result
+  }
+
+  /** Stops reading from the socket, so that a full upload stream holds back the client. */
+  pauseReading (): void {
+    this.#socket.pause()
+  }
+
+  resumeReading (): void {
+    this.#socket.resume()
   }
 
   /** Sends a Close message, then closes the WebSocket. Does nothing once closing has begun. */
@@ -178,9 +235,8 @@ export class HubConnection {
     this.sendFrame(writeHandshakeResponse())
     this.log.debug({ protocol: protocol.name }, 'hub connection established')
 
-    // Invocations queue behind onConnected, so that none runs before the app has set up
-    // the connection.
-    this.#invocations = this.#hub.connectionEstablished(this)
+    // Invocations wait for onConnected, so that none runs before the app set up the connection.
+    this.#runner = new InvocationRunner(this, this.#hub, this.#hub.connectionEstablished(this))
   }
 
   #rejectHandshake (text: string, err: Error): void {
@@ -209,13 +265,24 @@ export class HubConnection {
   }
 
   #dispatch (message: HubMessage): void {
+    const runner = this.#runner!
     switch (message.type) {
       case MessageType.Invocation:
-        this.#enqueueInvocation(message)
-        break
       case MessageType.StreamInvocation:
-        this.log.warn({ method: message.target }, 'hub method invoked with a streaming invocation')
-        void this.#complete(message.invocationId, { error: this.#streamInvocationError(message.target) })
+        runner.invoke(message)
+        break
+      case MessageType.StreamItem:
+        if (!runner.streamItem(message.invocationId, message.item)) {
+          this.log.debug({ streamId: message.invocationId }, 'ignored a StreamItem for an unknown stream')
+        }
+        break
+      case MessageType.Completion:
+        if (!this.#clientResults.complete(message.invocationId, message) && !runner.endUpload(message.invocationId, message.error)) {
+          this.log.debug({ invocationId: message.invocationId }, 'ignored a Completion for an unknown invocation')
+        }
+        break
+      case MessageType.CancelInvocation:
+        runner.cancel(message.invocationId)
         break
       case MessageType.Close:
         this.log.debug({ error: message.error }, 'client sent Close')
@@ -223,77 +290,15 @@ export class HubConnection {
         break
       case MessageType.Ping:
         break
-      default:
-        this.log.debug({ type: message.type }, 'ignored a hub message of a type this hub does not use')
     }
-  }
-
-  #streamInvocationError (target: string): string {
-    const entry = this.#hub.findMethod(target)
-    return entry === undefined ? wire.methodDoesNotExist(target) : wire.streamingInvocationOfNonStreamingMethod(entry.name)
-  }
-
-  #enqueueInvocation (message: InvocationMessage): void {
-    if (this.#queuedInvocations >= this.#hub.options.maximumQueuedInvocationsPerClient) {
-      this.log.warn({ method: message.target, queued: this.#queuedInvocations }, 'hub invocation rejected: too many queued invocations')
-      const err = new HubException('Too many invocations are waiting on this connection.')
-      void this.#complete(message.invocationId, { error: wire.invocationFailed(message.target, err, false) })
-      return
-    }
-
-    this.#queuedInvocations++
-    this.#invocations = this.#invocations
-      .then(() => this.#invoke(message))
-      .finally(() => { this.#queuedInvocations-- })
-  }
-
-  /** Runs one invocation and sends its Completion. Never rejects. */
-  async #invoke (message: InvocationMessage): Promise<void> {
-    if (this.#state !== 'connected') return
-    const entry = this.#hub.findMethod(message.target)
-    if (entry === undefined) {
-      this.log.info({ err: new MethodNotFoundError(this.#hub.name, message.target) }, 'hub method not found')
-      await this.#complete(message.invocationId, { error: wire.methodDoesNotExist(message.target) })
-      return
-    }
-    if (message.streamIds !== undefined && message.streamIds.length > 0) {
-      this.log.warn({ method: entry.name, streams: message.streamIds.length }, 'hub method received upload streams it does not accept')
-      await this.#complete(message.invocationId, { error: wire.streamsNotExpected(entry.name, message.streamIds.length) })
-      return
-    }
-
-    let result: unknown
-    try {
-      result = await entry.method(this.context, ...message.arguments)
-    } catch (err) {
-      this.log.error({ err, cause: new MethodFailedError(this.#hub.name, entry.name) }, 'hub method failed')
-      await this.#complete(message.invocationId, { error: wire.invocationFailed(entry.name, err, this.#hub.options.enableDetailedErrors) })
-      return
-    }
-    await this.#complete(message.invocationId, { result }, entry.name)
-  }
-
-  /** Sends a Completion if the invocation expects one: `send()` invocations carry no id. */
-  async #complete (invocationId: string | undefined, outcome: { result?: unknown, error?: string }, method?: string): Promise<void> {
-    if (invocationId === undefined || this.#state !== 'connected') return
-    const message: HubMessage = { type: MessageType.Completion, invocationId }
-    if (outcome.error !== undefined) message.error = outcome.error
-    else if (outcome.result !== undefined) message.result = outcome.result
-
-    let frame: Buffer
-    try {
-      frame = this.protocol!.writeMessage(message)
-    } catch (err) {
-      this.log.error({ err, method }, 'hub method result cannot be encoded')
-      frame = this.protocol!.writeMessage({ type: MessageType.Completion, invocationId, error: wire.invocationFailed(method ?? 'unknown', err, this.#hub.options.enableDetailedErrors) })
-    }
-    this.sendFrame(frame)
   }
 
   #closed (): void {
     const wasConnected = this.protocol !== undefined
     this.#state = 'closed'
     clearTimeout(this.#handshakeTimer)
+    this.#runner?.close()
+    this.#clientResults.disconnect()
     this.#hub.connectionClosed(this, wasConnected, this.#closeError)
     for (const listener of this.#closeListeners.splice(0)) listener()
   }

@@ -7,6 +7,8 @@ import { ClientTimeoutError } from '../errors.js'
 import { MessageType } from '../protocol/messages.js'
 import type { HubProtocol } from '../protocol/messages.js'
 import { HubConnection } from './connection.js'
+import type { ConnectionIdentity } from './connection.js'
+import { ClientDisconnectedError } from '../errors.js'
 import type { HubConnectionContext, HubMethod, ResolvedHubOptions } from './options.js'
 import * as wire from './wire-errors.js'
 
@@ -49,8 +51,8 @@ export class Hub implements LocalHub {
     this.#keepAliveTimer.unref()
   }
 
-  accept (socket: WebSocket, request: FastifyRequest, userId: string | undefined): void {
-    this.#sockets.add(new HubConnection(this, socket, request, userId))
+  accept (socket: WebSocket, request: FastifyRequest, identity: ConnectionIdentity): void {
+    this.#sockets.add(new HubConnection(this, socket, request, identity))
   }
 
   findProtocol (name: string): HubProtocol | undefined {
@@ -63,6 +65,12 @@ export class Hub implements LocalHub {
 
   hasConnection (connectionId: string): boolean {
     return this.#connections.has(connectionId)
+  }
+
+  invokeClient (connectionId: string, method: string, args: unknown[]): Promise<unknown> {
+    const connection = this.#connections.get(connectionId)
+    if (connection === undefined) return Promise.reject(new ClientDisconnectedError(connectionId, method))
+    return connection.invokeClient(method, args)
   }
 
   countConnections (group?: string): number {
@@ -152,12 +160,16 @@ export class Hub implements LocalHub {
       },
       clients: {
         ...clients,
-        caller: { send: (method, ...args) => connection.sendMessage({ type: MessageType.Invocation, target: method, arguments: args }) },
+        caller: {
+          send: (method, ...args) => connection.sendMessage({ type: MessageType.Invocation, target: method, arguments: args }),
+          invoke: (method, ...args) => connection.invokeClient(method, args)
+        },
         others: clients.allExcept([connection.id]),
         othersInGroup: (group) => clients.groupExcept(group, [connection.id])
       },
       hubContext,
       send: (method, ...args) => connection.sendMessage({ type: MessageType.Invocation, target: method, arguments: args }),
+      invoke: (method, ...args) => connection.invokeClient(method, args),
       broadcast: (method, args, options) => this.#backplane.broadcast(method, args, { ...options, hub: this.name })
     }
   }

@@ -1,9 +1,10 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { HubContext } from '../backplane/backplane.js'
-import type { ClientProxy, HubClients } from '../backplane/clients.js'
+import type { ClientProxy, HubClients, SingleClientProxy } from '../backplane/clients.js'
 import type { BroadcastOptions } from '../backplane/targets.js'
 import { InvalidOptionError } from '../errors.js'
 import { jsonHubProtocol } from '../protocol/json.js'
+import { messagePackHubProtocol } from '../protocol/msgpack.js'
 import type { HubProtocol } from '../protocol/messages.js'
 
 /** What a hub method, `onConnected` and `onDisconnected` receive about their connection. */
@@ -26,6 +27,11 @@ export interface HubConnectionContext {
   readonly clients: CallerClients
   /** The hub's context: clients, group membership of any connection, and presence counts. */
   readonly hubContext: HubContext
+  /**
+   * Invokes a client method on this connection and resolves with the value its handler returns.
+   * Rejects on timeout, on a client error, or when the connection closes.
+   */
+  invoke (method: string, ...args: unknown[]): Promise<unknown>
   /** Invokes a client method on this connection only. Settles once the frame is written. */
   send (method: string, ...args: unknown[]): Promise<void>
   /** `fastify.broadcast()` with the hub already set to this connection's hub. */
@@ -34,8 +40,8 @@ export interface HubConnectionContext {
 
 /** `HubClients` plus the selectors relative to the calling connection. */
 export interface CallerClients extends HubClients {
-  /** This connection only. Settles once the frame is written. */
-  readonly caller: ClientProxy
+  /** This connection only. Its `send()` settles once the frame is written. */
+  readonly caller: SingleClientProxy
   /** Every connection of the hub except this one. */
   readonly others: ClientProxy
   /** The members of a group except this connection. */
@@ -94,8 +100,9 @@ export interface HubOptions {
   /** Runs after a connection closed, with the error that closed it, if any. */
   onDisconnected?: (context: HubConnectionContext, error?: Error) => unknown
   /**
-   * The hub protocols that clients may ask for in the handshake.
-   * @default [jsonHubProtocol]
+   * The hub protocols that clients may ask for in the handshake. Each broadcast is encoded
+   * once for every protocol listed here.
+   * @default [jsonHubProtocol, messagePackHubProtocol]
    */
   protocols?: HubProtocol[]
   /**
@@ -121,11 +128,39 @@ export interface HubOptions {
    */
   maximumReceiveMessageSize?: number
   /**
-   * How many invocations of one connection may wait while another runs. Invocations run one
-   * at a time per connection; past this bound the client gets an error Completion.
+   * How many invocations of one connection run at the same time. The others wait in arrival order.
+   * @default 1
+   */
+  maximumParallelInvocationsPerClient?: number
+  /**
+   * How many invocations of one connection may wait for a free slot; past this bound the
+   * client gets an error Completion.
    * @default 100
    */
   maximumQueuedInvocationsPerClient?: number
+  /**
+   * How many items of one upload stream wait for the hub method to read them. When the buffer
+   * is full the server stops reading from that client's socket until the method catches up.
+   * @default 10
+   */
+  streamBufferCapacity?: number
+  /**
+   * How long the server waits for a client to return a result for `invoke()`.
+   * @default 30000
+   */
+  clientResultTimeout?: number
+  /**
+   * The secret that signs negotiated connection tokens. Every instance needs the same secret,
+   * so that a WebSocket opened on any instance accepts a token issued by another. Without it,
+   * each process uses a random secret and logs a warning.
+   * @default a random secret per process
+   */
+  negotiateSecret?: string
+  /**
+   * How long a negotiated connection token stays valid.
+   * @default 60000
+   */
+  connectionTokenLifetime?: number
   /**
    * Whether clients see the type and message of any error a hub method throws, not only of a
    * HubException. Leave it off in production: messages can reveal internals.
@@ -152,13 +187,18 @@ export interface ResolvedHubOptions {
   clientTimeoutInterval: number
   handshakeTimeout: number
   maximumReceiveMessageSize: number
+  maximumParallelInvocationsPerClient: number
   maximumQueuedInvocationsPerClient: number
+  streamBufferCapacity: number
+  clientResultTimeout: number
+  negotiateSecret: string | undefined
+  connectionTokenLifetime: number
   enableDetailedErrors: boolean
   closeTimeout: number
 }
 
 export function resolveHubOptions (options: HubOptions): ResolvedHubOptions {
-  const { path, name = path, authenticate, onConnected, onDisconnected, protocols = [jsonHubProtocol] } = options
+  const { path, name = path, authenticate, onConnected, onDisconnected, protocols = [jsonHubProtocol, messagePackHubProtocol] } = options
 
   if (typeof path !== 'string' || !path.startsWith('/')) {
     throw new InvalidOptionError('path', `expected a URL path starting with "/", got ${JSON.stringify(path)}`, "Pass the hub's route, such as '/chatHub'.")
@@ -187,7 +227,12 @@ export function resolveHubOptions (options: HubOptions): ResolvedHubOptions {
     clientTimeoutInterval: positiveNumber(options, 'clientTimeoutInterval', 30_000),
     handshakeTimeout: positiveNumber(options, 'handshakeTimeout', 15_000),
     maximumReceiveMessageSize: positiveNumber(options, 'maximumReceiveMessageSize', 32 * 1024),
+    maximumParallelInvocationsPerClient: positiveNumber(options, 'maximumParallelInvocationsPerClient', 1),
     maximumQueuedInvocationsPerClient: positiveNumber(options, 'maximumQueuedInvocationsPerClient', 100),
+    streamBufferCapacity: positiveNumber(options, 'streamBufferCapacity', 10),
+    clientResultTimeout: positiveNumber(options, 'clientResultTimeout', 30_000),
+    negotiateSecret: resolveSecret(options.negotiateSecret),
+    connectionTokenLifetime: positiveNumber(options, 'connectionTokenLifetime', 60_000),
     enableDetailedErrors: options.enableDetailedErrors === true,
     closeTimeout: positiveNumber(options, 'closeTimeout', 2000)
   }
@@ -209,6 +254,14 @@ function resolveMethods (methods: Record<string, HubMethod> | Map<string, HubMet
     resolved.set(key, { name, method })
   }
   return resolved
+}
+
+function resolveSecret (secret: unknown): string | undefined {
+  if (secret === undefined || secret === '') return undefined
+  if (typeof secret !== 'string' || secret.length < 16) {
+    throw new InvalidOptionError('negotiateSecret', 'expected a string of at least 16 characters', 'Generate one with: openssl rand -hex 32')
+  }
+  return secret
 }
 
 function positiveNumber (options: HubOptions, key: keyof HubOptions, fallback: number): number {

@@ -25,12 +25,16 @@ export function invocationFailed (method: string, err: unknown, detailed: boolea
   return withDetail(`An unexpected error occurred invoking '${method}' on the server.`, err, detailed)
 }
 
-export function streamsNotExpected (method: string, streamCount: number): string {
-  return invocationFailed(method, new HubException(`Client sent ${streamCount} stream(s), Hub method expects 0.`), false)
-}
-
 export function streamingInvocationOfNonStreamingMethod (method: string): string {
   return `The client attempted to invoke the non-streaming '${method}' method with a streaming invocation.`
+}
+
+export function invocationOfStreamingMethod (method: string): string {
+  return `The client attempted to invoke the streaming '${method}' method with a non-streaming invocation.`
+}
+
+export function streamFailed (err: unknown, detailed: boolean): string {
+  return withDetail('An error occurred on the server while streaming results.', err, detailed)
 }
 
 export function connectionClosedWithError (err: unknown, detailed: boolean): string {

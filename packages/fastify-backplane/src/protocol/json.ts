@@ -3,10 +3,13 @@ import { MessageType } from './messages.js'
 import type { HubMessage, HubMessageReader, HubProtocol } from './messages.js'
 import { RECORD_SEPARATOR_CHAR, RecordSeparatorSplitter } from './record-separator.js'
 
-/** The SignalR JSON hub protocol, version 1: UTF-8 JSON objects, each ended by 0x1E. */
+/**
+ * The SignalR JSON hub protocol: UTF-8 JSON objects, each ended by 0x1E. Versions 1 and 2 are
+ * accepted; version 2 only adds the stateful-reconnect messages, which this server never enables.
+ */
 export const jsonHubProtocol: HubProtocol = {
   name: 'json',
-  version: 1,
+  version: 2,
   transferFormat: 'text',
 
   writeMessage (message: HubMessage): Buffer {

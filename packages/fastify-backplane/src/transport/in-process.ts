@@ -7,12 +7,26 @@ import type { Transport, TransportMessageHandler } from './transport.js'
  */
 export class InProcessBus {
   readonly #subscribers = new Map<string, Set<InProcessTransport>>()
+  readonly #claims = new Map<string, number>()
 
   /** Delivers `payload` to every transport subscribed to `channel`, in publish order. */
   publish (channel: string, payload: Buffer): void {
     const subscribers = this.#subscribers.get(channel)
     if (subscribers === undefined) return
     for (const transport of subscribers) transport.receive(channel, payload)
+  }
+
+  /** Records `key` until `ttl` ms from now unless it is already recorded. */
+  claim (key: string, ttl: number): boolean {
+    const now = Date.now()
+    for (const [claimed, expiresAt] of this.#claims) {
+      if (expiresAt > now) break
+      this.#claims.delete(claimed)
+    }
+    if ((this.#claims.get(key) ?? 0) > now) return false
+    this.#claims.delete(key)
+    this.#claims.set(key, now + ttl)
+    return true
   }
 
   count (channel: string): number {
@@ -77,6 +91,10 @@ export class InProcessTransport implements Transport {
   async unsubscribe (channel: string): Promise<void> {
     this.#channels.delete(channel)
     this.#bus.remove(channel, this)
+  }
+
+  async claim (key: string, ttl: number): Promise<boolean> {
+    return this.#bus.claim(key, ttl)
   }
 
   async subscriberCount (channel: string): Promise<number> {

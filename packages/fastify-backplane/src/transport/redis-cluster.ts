@@ -76,6 +76,10 @@ export class RedisClusterTransport implements Transport {
     return counts.reduce((sum, count) => sum + count, 0)
   }
 
+  async claim (key: string, ttl: number): Promise<boolean> {
+    return await this.#publisher.set(key, '1', 'PX', Math.max(1, Math.ceil(ttl)), 'NX') === 'OK'
+  }
+
   close (): Promise<void> {
     this.#closing ??= Promise.all(this.#owned.map((client) => quitWithin(client, this.#closeTimeout))).then(() => {})
     return this.#closing

@@ -70,6 +70,10 @@ export class RedisTransport implements Transport {
     return Number(reply[1])
   }
 
+  async claim (key: string, ttl: number): Promise<boolean> {
+    return await this.#publisher.set(key, '1', 'PX', Math.max(1, Math.ceil(ttl)), 'NX') === 'OK'
+  }
+
   close (): Promise<void> {
     this.#closing ??= Promise.all(this.#owned.map((client) => quitWithin(client, this.#closeTimeout))).then(() => {})
     return this.#closing

@@ -21,6 +21,11 @@ export interface Transport {
   publish (channel: string, payload: Buffer): Promise<void>
   subscribe (channel: string): Promise<void>
   unsubscribe (channel: string): Promise<void>
+  /**
+   * Records `key` for `ttl` milliseconds unless it is already recorded, atomically across
+   * instances. Returns true if this call recorded it.
+   */
+  claim (key: string, ttl: number): Promise<boolean>
   /** Counts the instances subscribed to `channel`, this one included. */
   subscriberCount (channel: string): Promise<number>
   /** Stops delivery and releases the connections this transport opened. Idempotent. */
