@@ -79,26 +79,25 @@ function toRedisOptions (redis: string | RedisOptions, rejectUnauthorized: boole
 }
 
 /**
- * Opens the publisher through `@fastify/redis`, registered in an encapsulated context so its
- * `redis` decorator never reaches the app: an app that registers `@fastify/redis` itself, before
- * or after this plugin, keeps its own decorator. When the app's decorator already exists, the
- * plugin cannot register `@fastify/redis` again, so it opens the connection with ioredis.
- * `@fastify/redis` quits its connection when Fastify closes; the other one is quit with the
- * transport.
+ * Opens the publisher and waits until it is ready. Readiness goes through `@fastify/redis`,
+ * registered in an encapsulated context so its `redis` decorator never reaches the app: an app
+ * that registers `@fastify/redis` itself, before or after this plugin, keeps its own decorator.
+ * When the app's decorator already exists, `@fastify/redis` cannot be registered again, so a
+ * PING checks the connection instead. The transport quits the client on close, which stays
+ * safe when the connection has already ended.
  */
 async function openPublisher (fastify: FastifyInstance, redisOptions: RedisOptions, owned: Redis[]): Promise<Redis> {
+  const client = new Redis(redisOptions)
+  owned.push(client)
   if (fastify.hasDecorator('redis')) {
-    const client = new Redis(redisOptions)
-    owned.push(client)
+    await client.ping()
     return client
   }
 
-  let publisher: Redis | undefined
   await fastify.register(async function backplaneRedis (child) {
-    await child.register(fastifyRedis, redisOptions)
-    publisher = child.redis
+    await child.register(fastifyRedis, { client, closeClient: false })
   })
-  return publisher!
+  return client
 }
 
 function isRedisClient (value: unknown): value is Redis {

@@ -70,7 +70,8 @@ export function redactRedisUrl (url: string): string {
 function parseDatabase (pathname: string, fail: (problem: string) => never): number {
   const path = pathname.replace(/^\//, '')
   if (path === '') return 0
-  if (!/^\d+$/.test(path)) fail(`database "${path}" is not a non-negative integer`)
+  // The path is not echoed: with an unencoded "/" in the password, it holds part of the password.
+  if (!/^\d+$/.test(path)) fail('the database path is not a non-negative integer')
   return Number(path)
 }
 
