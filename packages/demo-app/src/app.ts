@@ -1,0 +1,152 @@
+import { randomUUID } from 'node:crypto'
+import { createRequire } from 'node:module'
+import { hostname } from 'node:os'
+import { dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import fastifyRedis from '@fastify/redis'
+import fastifyStatic from '@fastify/static'
+import Fastify from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyServerOptions } from 'fastify'
+import { backplane, hub, parseRedisUrl } from 'fastify-backplane'
+import { createNoteHubMethods } from './note-hub.js'
+import { MemoryNoteStore, RedisNoteStore } from './notes.js'
+import type { NoteStore } from './notes.js'
+
+export interface AppOptions {
+  /**
+   * A `redis://` or `rediss://` URL. The notes are stored there, and hub messages reach the
+   * clients of every instance that uses the same Redis. Without it, notes stay in memory and
+   * reach this instance's clients only.
+   */
+  redisUrl?: string
+  /**
+   * Whether to verify the TLS certificate of a `rediss://` server. Applies to the app's Redis
+   * connection and so to the backplane's, which shares it.
+   * @default true
+   */
+  redisRejectUnauthorized?: boolean
+  /**
+   * Prefix of the Redis keys and pub/sub channels, so several apps can share one Redis.
+   * @default 'notes-board:'
+   */
+  redisPrefix?: string
+  /**
+   * The name of this instance that users see and that notes store, such as Heroku's `web.1`.
+   * @default `{hostname}:{process id}`
+   */
+  instanceId?: string
+  /** Fastify's `logger` option. @default false */
+  logger?: FastifyServerOptions['logger']
+  /** A pino logger to use in place of the `logger` option. */
+  loggerInstance?: FastifyBaseLogger
+  /** Fastify's `trustProxy` option. Turn it on behind a router such as Heroku's. @default false */
+  trustProxy?: boolean
+  /** @default 200 */
+  maxNotesPerBoard?: number
+  /** How long a board is kept in Redis after its last note, in seconds. @default 2592000 (30 days) */
+  boardTtlSeconds?: number
+  /** How many boards the in-memory store keeps before it drops the least recently written. @default 1000 */
+  maxBoardsInMemory?: number
+}
+
+const publicDirectory = fileURLToPath(new URL('../public/', import.meta.url))
+const signalrBrowserDirectory = dirname(
+  createRequire(import.meta.url).resolve('@microsoft/signalr/dist/browser/signalr.min.js')
+)
+
+/**
+ * Builds the notes board app: static page, SignalR hub at `/noteHub`, `/healthz` and
+ * `/api/instance`. Resolves once every plugin has loaded and, with a Redis URL, the Redis
+ * connection is ready. The app does not listen. Call `listen()` or `inject()`, and `close()` when done.
+ */
+export async function buildApp (options: AppOptions = {}): Promise<FastifyInstance> {
+  const instanceId = options.instanceId ?? `${hostname()}:${process.pid}`
+  const redisPrefix = options.redisPrefix ?? 'notes-board:'
+  const maxNotesPerBoard = options.maxNotesPerBoard ?? 200
+
+  const app = options.loggerInstance === undefined
+    ? Fastify({ logger: options.logger ?? false, trustProxy: options.trustProxy ?? false })
+    : Fastify({ loggerInstance: options.loggerInstance, trustProxy: options.trustProxy ?? false })
+
+  try {
+    let store: NoteStore
+    if (options.redisUrl !== undefined && options.redisUrl !== '') {
+      // parseRedisUrl throws an error whose message never contains the password, and its
+      // options carry rejectUnauthorized into ioredis's TLS settings.
+      const redisOptions = parseRedisUrl(options.redisUrl, { rejectUnauthorized: options.redisRejectUnauthorized ?? true })
+      app.log.info({ host: redisOptions.host, port: redisOptions.port, db: redisOptions.db, tls: redisOptions.tls !== undefined }, 'connecting to Redis')
+      await app.register(fastifyRedis, redisOptions)
+
+      store = new RedisNoteStore({
+        redis: app.redis,
+        keyPrefix: redisPrefix,
+        maxNotesPerBoard,
+        boardTtlSeconds: options.boardTtlSeconds ?? 30 * 24 * 60 * 60,
+        log: app.log
+      })
+    } else {
+      store = new MemoryNoteStore({ maxNotesPerBoard, maxBoards: options.maxBoardsInMemory ?? 1000 })
+    }
+
+    // The backplane shares the app's client for PUBLISH and opens one more connection, a
+    // duplicate of it, for SUBSCRIBE. It also logs the shared client's connection errors.
+    await app.register(backplane, {
+      redis: store instanceof RedisNoteStore ? app.redis : undefined,
+      channelPrefix: `${redisPrefix}hub:`,
+      // The backplane id must be unique among running instances, because each instance drops
+      // messages that carry its own id. A DYNO name such as web.1 is not: the dyno that
+      // replaces web.1 on a restart can start before the old one has stopped.
+      instanceId: `${instanceId}/${randomUUID()}`
+    })
+    await app.register(hub, { path: '/noteHub', methods: createNoteHubMethods({ store, instanceId }) })
+
+    registerRoutes(app, instanceId)
+    await app.register(fastifyStatic, { root: publicDirectory })
+    await app.register(fastifyStatic, {
+      root: signalrBrowserDirectory,
+      prefix: '/vendor/signalr/',
+      decorateReply: false
+    })
+
+    await app.ready()
+  } catch (err) {
+    app.log.error({ err }, 'app failed to start')
+    await app.close()
+    throw err
+  }
+  return app
+}
+
+function registerRoutes (app: FastifyInstance, instanceId: string): void {
+  app.get('/healthz', {
+    schema: {
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            status: { type: 'string', enum: ['ok', 'degraded'] },
+            instanceId: { type: 'string' },
+            transport: { type: 'string' },
+            redisConnected: { type: 'boolean' }
+          }
+        }
+      }
+    }
+  }, async () => {
+    const usesRedis = app.backplane.transport === 'redis'
+    const redisConnected = usesRedis && app.backplane.connected
+    // Always 200: each instance still serves its own clients while Redis is down, so a load
+    // balancer gains nothing by dropping it. Monitors can alert on `status`.
+    return {
+      status: usesRedis && !redisConnected ? 'degraded' : 'ok',
+      instanceId,
+      transport: app.backplane.transport,
+      redisConnected
+    }
+  })
+
+  // Returns the instance that served this HTTP request. The page shows the instance behind its
+  // WebSocket instead, from the hub's GetInstanceId, because a router such as Heroku's may send
+  // each request to a different instance.
+  app.get('/api/instance', async () => ({ instanceId }))
+}

@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { test } from 'node:test'
+import { baseUrl, startApp, startRedis } from './helpers.js'
+
+test('healthz without Redis reports in-process', async (t) => {
+  const app = await startApp(t, { instanceId: 'solo' })
+
+  const response = await fetch(`${baseUrl(app)}/healthz`)
+  assert.equal(response.status, 200)
+  assert.match(response.headers.get('content-type') ?? '', /^application\/json/)
+  assert.deepEqual(await response.json(), {
+    status: 'ok',
+    instanceId: 'solo',
+    transport: 'in-process',
+    redisConnected: false
+  })
+})
+
+test('healthz with Redis reports an outage', { timeout: 60_000 }, async (t) => {
+  const redis = await startRedis(t)
+  const app = await startApp(t, { redisUrl: redis.url, instanceId: 'A' })
+
+  const healthy = await fetch(`${baseUrl(app)}/healthz`)
+  assert.equal(healthy.status, 200)
+  assert.deepEqual(await healthy.json(), { status: 'ok', instanceId: 'A', transport: 'redis', redisConnected: true })
+
+  const closed = once(app.redis, 'close')
+  await redis.stop()
+  await closed
+  const degraded = await fetch(`${baseUrl(app)}/healthz`)
+  assert.equal(degraded.status, 200)
+  assert.deepEqual(await degraded.json(), { status: 'degraded', instanceId: 'A', transport: 'redis', redisConnected: false })
+})
+
+test('page, script and bundle are served', async (t) => {
+  const app = await startApp(t)
+  const base = baseUrl(app)
+
+  const page = await fetch(`${base}/`)
+  assert.equal(page.status, 200)
+  assert.match(page.headers.get('content-type') ?? '', /^text\/html/)
+  const html = await page.text()
+  assert.match(html, /<script src="\/vendor\/signalr\/signalr\.min\.js" defer><\/script>/)
+  assert.match(html, /<script src="\/app\.js" defer><\/script>/)
+
+  for (const path of ['/app.js', '/vendor/signalr/signalr.min.js']) {
+    const script = await fetch(base + path)
+    assert.equal(script.status, 200, path)
+    assert.match(script.headers.get('content-type') ?? '', /javascript/, path)
+  }
+  const bundle = await (await fetch(`${base}/vendor/signalr/signalr.min.js`)).text()
+  assert.match(bundle, /HubConnectionBuilder/, 'the bundle is the SignalR client')
+
+  const styles = await fetch(`${base}/styles.css`)
+  assert.equal(styles.status, 200)
+  assert.match(styles.headers.get('content-type') ?? '', /^text\/css/)
+})
+
+test('instance route and plain hub request', async (t) => {
+  const app = await startApp(t, { instanceId: 'web.7' })
+
+  const instance = await fetch(`${baseUrl(app)}/api/instance`)
+  assert.equal(instance.status, 200)
+  assert.deepEqual(await instance.json(), { instanceId: 'web.7' })
+
+  // The hub accepts WebSocket upgrades only.
+  const hub = await fetch(`${baseUrl(app)}/noteHub`)
+  assert.equal(hub.status, 400)
+})
