@@ -35,6 +35,11 @@ export interface AppOptions {
    * @default `{hostname}:{process id}`
    */
   instanceId?: string
+  /**
+   * The secret that signs negotiated connection tokens, the same on every instance.
+   * @default a random secret per process, so negotiated tokens work only on the issuing instance
+   */
+  negotiateSecret?: string
   /** Fastify's `logger` option. @default false */
   logger?: FastifyServerOptions['logger']
   /** A pino logger to use in place of the `logger` option. */
@@ -98,7 +103,11 @@ export async function buildApp (options: AppOptions = {}): Promise<FastifyInstan
       // replaces web.1 on a restart can start before the old one has stopped.
       instanceId: `${instanceId}/${randomUUID()}`
     })
-    await app.register(hub, { path: '/noteHub', methods: createNoteHubMethods({ store, instanceId }) })
+    await app.register(hub, {
+      path: '/noteHub',
+      methods: createNoteHubMethods({ store, instanceId }),
+      ...(options.negotiateSecret === undefined ? {} : { negotiateSecret: options.negotiateSecret })
+    })
 
     registerRoutes(app, instanceId)
     await app.register(fastifyStatic, { root: publicDirectory })

@@ -7,6 +7,8 @@ export interface ServerConfig {
   redisUrl: string | undefined
   redisRejectUnauthorized: boolean
   instanceId: string
+  /** Signs negotiated connection tokens; the same on every instance. */
+  negotiateSecret: string | undefined
   logLevel: string
   /** Whether the app runs on Heroku, where a router in front of it sets X-Forwarded-* headers. */
   behindProxy: boolean
@@ -23,6 +25,8 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
  * - REDIS_URL, or REDIS_TLS_URL when REDIS_URL is unset or empty: the Redis to use.
  * - REDIS_TLS_REJECT_UNAUTHORIZED: `1` or `true` to verify a rediss:// server's certificate.
  * - DYNO: the instance name that users see, such as `web.1`; default `{hostname}:{port}`.
+ * - BACKPLANE_SECRET: the secret that signs negotiated connection tokens, so that any instance
+ *   accepts a token another issued. The page skips negotiation, so only other clients need it.
  * - LOG_LEVEL: pino level, default `info`.
  */
 export function readServerConfig (env: NodeJS.ProcessEnv, host = hostname()): ServerConfig {
@@ -44,6 +48,7 @@ export function readServerConfig (env: NodeJS.ProcessEnv, host = hostname()): Se
     // certificate a public CA signed. It matters only for rediss:// URLs.
     redisRejectUnauthorized: parseBoolean('REDIS_TLS_REJECT_UNAUTHORIZED', env.REDIS_TLS_REJECT_UNAUTHORIZED, false),
     instanceId: nonEmpty(env.DYNO) ?? `${host}:${port}`,
+    negotiateSecret: nonEmpty(env.BACKPLANE_SECRET),
     logLevel,
     behindProxy: nonEmpty(env.DYNO) !== undefined
   }

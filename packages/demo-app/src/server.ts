@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import { requestSerializer } from 'fastify-backplane'
 import { pino } from 'pino'
 import { buildApp } from './app.js'
 import { readServerConfig } from './config.js'
@@ -11,7 +12,8 @@ import type { ServerConfig } from './config.js'
 const FORCED_EXIT_DELAY_MS = 10_000
 
 // Starts at info because LOG_LEVEL is validated with the rest of the configuration below.
-const log = pino({ level: 'info' })
+// The request serializer redacts access_token and connection tokens from logged URLs.
+const log = pino({ level: 'info', serializers: { req: requestSerializer, err: pino.stdSerializers.err } })
 
 let config: ServerConfig
 try {
@@ -28,6 +30,7 @@ try {
     redisUrl: config.redisUrl,
     redisRejectUnauthorized: config.redisRejectUnauthorized,
     instanceId: config.instanceId,
+    ...(config.negotiateSecret === undefined ? {} : { negotiateSecret: config.negotiateSecret }),
     loggerInstance: log,
     trustProxy: config.behindProxy
   })

@@ -4,6 +4,7 @@ export default backplane
 export { backplane }
 export { hub } from './hub/plugin.js'
 export { HubException } from './hub/hub-exception.js'
+export { redactUrl, requestSerializer } from './hub/request-serializer.js'
 export { jsonHubProtocol } from './protocol/json.js'
 export { messagePackHubProtocol } from './protocol/msgpack.js'
 export { MessageType } from './protocol/messages.js'

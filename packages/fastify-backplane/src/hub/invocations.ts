@@ -117,7 +117,9 @@ export class InvocationRunner {
     try {
       result = await entry.method(this.#connection.context, ...message.arguments, ...uploads)
     } catch (err) {
-      this.#connection.log.error({ err, cause: new MethodFailedError(this.#hub.name, entry.name) }, 'hub method failed')
+      // A HubException reports a client's mistake, so it must not fill the error log.
+      const level = err instanceof HubException ? 'info' : 'error'
+      this.#connection.log[level]({ err, cause: new MethodFailedError(this.#hub.name, entry.name) }, 'hub method failed')
       this.#connection.sendCompletion(message.invocationId, { error: wire.invocationFailed(entry.name, err, this.#hub.options.enableDetailedErrors) })
       return
     }

@@ -21,7 +21,8 @@ import type { HubOptions, ResolvedHubOptions } from './options.js'
 async function hubPlugin (fastify: FastifyInstance, options: HubOptions): Promise<void> {
   const settings = resolveHubOptions(options)
   const hub = new Hub(settings, fastify.backplane, fastify.log)
-  const tokens = new ConnectionTokens(connectionTokenSecret(fastify, settings), settings.name, settings.connectionTokenLifetime)
+  const tokens = new ConnectionTokens(settings.negotiateSecret ?? randomBytes(32).toString('hex'), settings.name, settings.connectionTokenLifetime)
+  let warnedAboutSecret = false
   const identities = new WeakMap<FastifyRequest, ConnectionIdentity>()
 
   // Registered before @fastify/websocket's own preClose, so clients get a Close message that
@@ -56,6 +57,12 @@ async function hubPlugin (fastify: FastifyInstance, options: HubOptions): Promis
   fastify.post(`${settings.path}/negotiate`, async (request, reply) => {
     const userId = await authenticate(settings, request, reply)
     if (userId === false) return reply
+    if (settings.negotiateSecret === undefined && !warnedAboutSecret) {
+      // Warned on the first negotiation, not at startup, because apps whose clients all skip
+      // negotiation never need the secret.
+      warnedAboutSecret = true
+      request.log.warn({ hub: settings.name }, 'hub has no negotiateSecret, so negotiated connection tokens work only on the instance that issued them; set the same secret on every instance, or have clients skip negotiation')
+    }
     const { connectionId, connectionToken } = tokens.issue()
     request.log.debug({ hub: settings.name, connectionId }, 'hub negotiated a connection')
     return {
@@ -132,12 +139,6 @@ function bearerToken (request: FastifyRequest): string | undefined {
   if (typeof query?.access_token === 'string' && query.access_token !== '') return query.access_token
   const match = /^Bearer\s+(.+)$/i.exec(request.headers.authorization ?? '')
   return match?.[1]
-}
-
-function connectionTokenSecret (fastify: FastifyInstance, settings: ResolvedHubOptions): string {
-  if (settings.negotiateSecret !== undefined) return settings.negotiateSecret
-  fastify.log.warn({ hub: settings.name }, 'hub has no negotiateSecret, so negotiated connection tokens work only on the instance that issued them; set the same secret on every instance, or have clients skip negotiation')
-  return randomBytes(32).toString('hex')
 }
 
 /** The hub plugin: a WebSocket route that speaks the SignalR hub protocol. */

@@ -29,8 +29,8 @@ export async function connectTransport (fastify: FastifyInstance, options: Resol
   const subscriber = publisher.duplicate()
   owned.push(subscriber)
 
-  reportConnectionErrors(fastify, publisher, 'publisher')
-  reportConnectionErrors(fastify, subscriber, 'subscriber')
+  // Only the plugin's own connections: errors of a client the app passed in are the app's to log.
+  for (const client of owned) reportConnectionErrors(fastify, client, client === subscriber ? 'subscriber' : 'publisher')
   fastify.log.info({ transport: 'redis', instanceId: options.instanceId, ...describeConnection(publisher.options) }, 'backplane uses Redis pub/sub')
   return new RedisTransport({ publisher, subscriber, owned, closeTimeout: options.closeTimeout })
 }
@@ -66,8 +66,7 @@ async function connectCluster (fastify: FastifyInstance, options: ResolvedBackpl
   const subscriber = publisher.duplicate()
   owned.push(subscriber)
 
-  reportConnectionErrors(fastify, publisher, 'cluster publisher')
-  reportConnectionErrors(fastify, subscriber, 'cluster subscriber')
+  for (const client of owned) reportConnectionErrors(fastify, client, client === subscriber ? 'cluster subscriber' : 'cluster publisher')
   fastify.log.info({ transport: 'redis-cluster', instanceId: options.instanceId }, 'backplane uses Redis Cluster sharded pub/sub')
   return new RedisClusterTransport({ publisher, subscriber, owned, closeTimeout: options.closeTimeout })
 }

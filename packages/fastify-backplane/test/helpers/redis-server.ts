@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -10,7 +10,7 @@ import { join } from 'node:path'
 export interface RedisServer {
   readonly port: number
   readonly url: string
-  /** Stops the server; the same port is then free for `restart()`. */
+  /** Stops the server and removes its folder; `restart()` can still start it again on the same port. */
   stop (): Promise<void>
   /** Starts the server again on the same port, empty. */
   restart (): Promise<void>
@@ -42,6 +42,7 @@ export async function startRedisServer (extraArgs: string[] = []): Promise<Redis
   let child: ChildProcess | undefined
 
   const start = async (): Promise<void> => {
+    await mkdir(dir, { recursive: true })
     child = spawn('redis-server', [
       '--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no',
       '--dir', dir, ...extraArgs

@@ -1,0 +1,25 @@
+import type { FastifyRequest } from 'fastify'
+
+/** Query parameters whose values are credentials: the bearer token and the negotiated token. */
+const SECRET_PARAMETERS = /([?&](?:access_token|id)=)[^&#]*/gi
+
+/** Replaces the values of `access_token` and `id` in a URL's query string with `[REDACTED]`. */
+export function redactUrl (url: string): string {
+  return url.replace(SECRET_PARAMETERS, '$1[REDACTED]')
+}
+
+/**
+ * A `req` serializer for Fastify's logger that logs what the default one logs, with the tokens
+ * that SignalR browser clients put in the query string redacted:
+ * `Fastify({ logger: { serializers: { req: requestSerializer } } })`.
+ */
+export function requestSerializer (request: FastifyRequest): Record<string, unknown> {
+  return {
+    method: request.method,
+    url: redactUrl(request.url),
+    version: request.headers?.['accept-version'],
+    host: request.host,
+    remoteAddress: request.ip,
+    remotePort: request.socket?.remotePort
+  }
+}
