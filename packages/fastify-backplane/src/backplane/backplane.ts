@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import {
   BackplaneClosedError,
@@ -91,6 +92,12 @@ interface Subscription {
  */
 export class Backplane {
   readonly instanceId: string
+  /**
+   * The instance id plus a random suffix: unique per process even when two processes share an
+   * instance id, as a dyno and its replacement do while they overlap. Envelopes carry it, so
+   * echo detection and duplicate detection never confuse two processes.
+   */
+  readonly #origin: string
   readonly #transport: Transport
   readonly #channels: ChannelNames
   readonly #log: FastifyBaseLogger
@@ -105,6 +112,7 @@ export class Backplane {
 
   constructor (settings: BackplaneSettings) {
     this.instanceId = settings.instanceId
+    this.#origin = `${settings.instanceId}#${randomBytes(6).toString('base64url')}`
     this.#settings = settings
     this.#transport = settings.transport
     this.#channels = new ChannelNames(settings.channelPrefix)
@@ -129,7 +137,7 @@ export class Backplane {
 
   /** Subscribes to this instance's own channel, which carries replies addressed to it. */
   async start (): Promise<void> {
-    await this.#acquire(this.#channels.instance(this.instanceId))
+    await this.#acquire(this.#channels.instance(this.#origin))
   }
 
   /** Registers a hub of this instance and subscribes to its `all` channel. */
@@ -223,7 +231,7 @@ export class Backplane {
     const frames = encodeInvocation(hub?.protocols ?? [jsonHubProtocol], method, args)
 
     hub?.deliver(target, frames, new Set(except))
-    const envelope: InvocationEnvelope = { type: 'invocation', origin: this.instanceId, id: ++this.#sequence, hub: hubName, target, except, frames }
+    const envelope: InvocationEnvelope = { type: 'invocation', origin: this.#origin, id: ++this.#sequence, hub: hubName, target, except, frames }
     return this.#publish(this.#channels.forTarget(hubName, target), encodeEnvelope(envelope))
   }
 
@@ -239,7 +247,7 @@ export class Backplane {
     }
 
     const timeout = this.#settings.groupCommandTimeout
-    const command: GroupCommandEnvelope = { type: 'group', origin: this.instanceId, requestId: ++this.#sequence, hub, connectionId, group, action }
+    const command: GroupCommandEnvelope = { type: 'group', origin: this.#origin, requestId: ++this.#sequence, hub, connectionId, group, action }
     const replies = await this.#request(this.#channels.connection(hub, connectionId), command, 1, timeout)
     if (replies.length === 0) throw new ConnectionNotFoundError(hub, connectionId, timeout)
   }
@@ -255,7 +263,7 @@ export class Backplane {
     if (local?.hasConnection(connectionId) === true) return await local.invokeClient(connectionId, method, args)
 
     const timeout = this.#settings.clientResultTimeout
-    const request: ClientInvocationEnvelope = { type: 'client-invocation', origin: this.instanceId, requestId: ++this.#sequence, hub, connectionId, method, arguments: args }
+    const request: ClientInvocationEnvelope = { type: 'client-invocation', origin: this.#origin, requestId: ++this.#sequence, hub, connectionId, method, arguments: args }
     const [reply] = await this.#request(this.#channels.connection(hub, connectionId), request, 1, timeout)
     if (reply === undefined) throw new ClientResultTimeoutError(connectionId, method, timeout)
     if (reply.error !== undefined) throw remoteClientError(reply.error, connectionId, method)
@@ -271,7 +279,7 @@ export class Backplane {
     const others = subscribers - (this.#hubs.has(hub) ? 1 : 0)
     if (others <= 0) return { connections: local, instances: 1, complete: true }
 
-    const query: PresenceQueryEnvelope = { type: 'presence', origin: this.instanceId, requestId: ++this.#sequence, hub }
+    const query: PresenceQueryEnvelope = { type: 'presence', origin: this.#origin, requestId: ++this.#sequence, hub }
     if (group !== undefined) query.group = group
     const replies = await this.#request(this.#channels.all(hub), query, others, this.#settings.presenceTimeout)
     return {
@@ -362,7 +370,7 @@ export class Backplane {
   }
 
   #receiveInvocation (envelope: InvocationEnvelope): void {
-    if (envelope.origin === this.instanceId) return
+    if (envelope.origin === this.#origin) return
     if (spansChannels(envelope.target) && !this.#recentIds.add(envelope.origin, envelope.id)) return
     this.#hubs.get(envelope.hub)?.deliver(envelope.target, envelope.frames, new Set(envelope.except))
   }
@@ -395,7 +403,7 @@ export class Backplane {
   }
 
   #receivePresenceQuery (query: PresenceQueryEnvelope): void {
-    if (query.origin === this.instanceId) return
+    if (query.origin === this.#origin) return
     const hub = this.#hubs.get(query.hub)
     if (hub === undefined) return
     this.#reply(query, { count: hub.countConnections(query.group) }).catch((err: unknown) => {
@@ -404,7 +412,7 @@ export class Backplane {
   }
 
   #reply (request: GroupCommandEnvelope | ClientInvocationEnvelope | PresenceQueryEnvelope, fields: Pick<ReplyEnvelope, 'count' | 'result' | 'error'>): Promise<void> {
-    const reply: ReplyEnvelope = { type: 'reply', origin: this.instanceId, requestId: request.requestId, ...fields }
+    const reply: ReplyEnvelope = { type: 'reply', origin: this.#origin, requestId: request.requestId, ...fields }
     return this.#transport.publish(this.#channels.instance(request.origin), encodeEnvelope(reply))
   }
 

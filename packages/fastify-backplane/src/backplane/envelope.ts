@@ -10,7 +10,7 @@ export const ENVELOPE_VERSION = 1
 /** A hub invocation on its way to other instances, already encoded once per protocol. */
 export interface InvocationEnvelope {
   type: 'invocation'
-  /** Instance id of the publisher, so that it can drop its own echo. */
+  /** The publishing process (instance id plus a random suffix), so that it can drop its own echo. */
   origin: string
   /** Sequence number per origin; receivers use it to drop copies that arrive on several channels. */
   id: number

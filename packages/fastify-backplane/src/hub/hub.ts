@@ -154,8 +154,8 @@ export class Hub implements LocalHub {
       log: connection.log,
       items: new Map(),
       groups: {
-        add: (group) => this.addToGroup(connection.id, group),
-        remove: (group) => this.removeFromGroup(connection.id, group),
+        add: (group) => handled(this.addToGroup(connection.id, group), connection, group, 'hub group add failed'),
+        remove: (group) => handled(this.removeFromGroup(connection.id, group), connection, group, 'hub group remove failed'),
         has: (group) => connection.groups.has(group)
       },
       clients: {
@@ -234,6 +234,15 @@ export class Hub implements LocalHub {
       }
     }
   }
+}
+
+/**
+ * Logs a failed group change and returns the promise with that handler attached, so an app
+ * that ignores the promise, during a Redis outage say, never causes an unhandled rejection.
+ */
+function handled (promise: Promise<void>, connection: HubConnection, group: string, message: string): Promise<void> {
+  promise.catch((err: unknown) => connection.log.warn({ err, group }, message))
+  return promise
 }
 
 function addMember (index: Map<string, Set<HubConnection>>, key: string, connection: HubConnection): void {

@@ -32,6 +32,10 @@ export function parseRedisUrl (url: string, { rejectUnauthorized = true } = {}):
     return fail(describeUnparsableUrl(url))
   }
 
+  // A query string or fragment is rejected rather than ignored: it most often means a password
+  // with an unencoded "?" or "#", which would otherwise be silently misread as host and port.
+  if (parsed.search !== '' || parsed.hash !== '') fail('query strings and fragments are not supported; percent-encode "?" and "#" in the password')
+
   const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1')
   if (host === '') fail('missing host')
 

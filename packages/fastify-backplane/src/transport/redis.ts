@@ -15,9 +15,10 @@ export interface RedisTransportOptions {
 }
 
 /**
- * Classic Redis pub/sub: PUBLISH on one connection, SUBSCRIBE on another. ioredis queues
+ * Classic Redis pub/sub: PUBLISH on one connection, SUBSCRIBE on another. ioredis sends
  * commands in call order and resubscribes after a reconnect, which keeps this transport's
- * ordering contract. Nothing is buffered across an outage: Redis pub/sub is at-most-once.
+ * ordering contract. Nothing is buffered across an outage: publishing fails while the
+ * publisher is not connected, and Redis pub/sub is at-most-once.
  */
 export class RedisTransport implements Transport {
   readonly kind = 'redis'
@@ -45,6 +46,9 @@ export class RedisTransport implements Transport {
   }
 
   async publish (channel: string, payload: Buffer): Promise<void> {
+    // ioredis would queue the command until Redis returns; pub/sub messages that late are
+    // stale, and the queue would grow for as long as the outage lasts.
+    if (this.#publisher.status !== 'ready') throw new PublishFailedError(channel, `the Redis connection is ${this.#publisher.status}`)
     try {
       await this.#publisher.publish(channel, payload)
     } catch (err) {

@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import type { TestContext } from 'node:test'
+import type { FastifyInstance } from 'fastify'
+import { jsonHubProtocol, MessageType } from '../src/index.js'
+import type { HubMessage, HubProtocol } from '../src/index.js'
+import { RawHubClient } from './helpers/raw-hub.js'
+import { startInstance } from './helpers/instances.js'
+import { startRedisServer } from './helpers/redis-server.js'
+
+const TARGET = 'countedNews'
+const CONNECTIONS_PER_INSTANCE = 50
+
+/** Wraps jsonHubProtocol under the same name and counts the Invocations of TARGET that it encodes. */
+function countingProtocol (): HubProtocol & { encoded: number } {
+  return {
+    ...jsonHubProtocol,
+    encoded: 0,
+    writeMessage (message: HubMessage): Buffer {
+      if (message.type === MessageType.Invocation && message.target === TARGET) this.encoded++
+      return jsonHubProtocol.writeMessage(message)
+    }
+  }
+}
+
+async function connectMany (t: TestContext, app: FastifyInstance, count: number): Promise<RawHubClient[]> {
+  const clients = await Promise.all(Array.from({ length: count }, () => RawHubClient.connectAndHandshake(app)))
+  t.after(() => Promise.all(clients.map((client) => client.close())))
+  return clients
+}
+
+test('broadcast encodes once per instance', async (t) => {
+  const redis = await startRedisServer()
+  t.after(() => redis.stop())
+
+  const protocolA = countingProtocol()
+  const protocolB = countingProtocol()
+  const a = await startInstance(t, { backplane: { redis: redis.url }, hub: { protocols: [protocolA] } })
+  const b = await startInstance(t, { backplane: { redis: redis.url }, hub: { protocols: [protocolB] } })
+  const clients = [
+    ...await connectMany(t, a, CONNECTIONS_PER_INSTANCE),
+    ...await connectMany(t, b, CONNECTIONS_PER_INSTANCE)
+  ]
+
+  await a.broadcast(TARGET, ['once'])
+
+  const expected = JSON.stringify({ type: MessageType.Invocation, target: TARGET, arguments: ['once'] })
+  const received = await Promise.all(clients.map((client) => client.nextRecord()))
+  assert.deepEqual(received, clients.map(() => expected))
+  assert.equal(protocolA.encoded, 1, 'encodings on the sending instance')
+  assert.equal(protocolB.encoded, 0, 'encodings on the receiving instance')
+})
