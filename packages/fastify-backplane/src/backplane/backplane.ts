@@ -29,15 +29,15 @@ export type BroadcastFunction = (method: string, args?: readonly unknown[], opti
 
 /** Connection counts gathered from every instance that has the hub. */
 export interface Presence {
-  /** Connections counted, on this instance and on every instance that answered. */
+  /** Connections counted on this instance and on every instance that replied. */
   connections: number
-  /** Instances that answered, this one included. */
+  /** Instances that replied, this one included. */
   instances: number
-  /** False when an instance that has the hub did not answer within the presence timeout. */
+  /** False when an instance that has the hub did not reply within the presence timeout. */
   complete: boolean
 }
 
-/** What app code can do with a hub from anywhere, like ASP.NET Core's IHubContext. */
+/** A hub's operations for app code anywhere, like ASP.NET Core's IHubContext. */
 export interface HubContext {
   readonly name: string
   /** Invokes client methods on any set of connections, on every instance. */
@@ -416,7 +416,7 @@ export class Backplane {
     return this.#transport.publish(this.#channels.instance(request.origin), encodeEnvelope(reply))
   }
 
-  // Redis sees one SUBSCRIBE when the first local member of a channel arrives and one
+  // Redis receives one SUBSCRIBE when the first local member of a channel arrives and one
   // UNSUBSCRIBE when the last leaves. Both are issued synchronously in call order, so the
   // server ends up in the state of the last call.
   #acquire (channel: string): Promise<void> {

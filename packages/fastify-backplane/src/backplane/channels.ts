@@ -12,10 +12,10 @@ import type { Target } from './target.js'
  * One key shares the scheme: {prefix}{hub length}:{hub}:used-token:{connection id} marks a
  * negotiated connection token as used.
  *
- * The hub name is length-prefixed and the group, user or connection id always comes last,
- * after a fixed kind word, so no name, whatever characters it contains, can produce another
- * target's channel or an instance channel (those start with a letter, hub channels with a
- * digit). Redis channel names are binary-safe, so names need no escaping.
+ * The hub name is length-prefixed, and the group, user or connection id always comes last,
+ * after a fixed kind word. So no name, whatever characters it contains, can produce another
+ * target's channel. Instance channels start with a letter and hub channels with a digit, so
+ * they cannot collide either. Redis channel names are binary-safe and need no escaping.
  */
 export class ChannelNames {
   readonly #prefix: string

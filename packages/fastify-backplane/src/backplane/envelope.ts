@@ -53,7 +53,7 @@ export interface PresenceQueryEnvelope {
   group?: string
 }
 
-/** Answers a group command or a presence query, on the asking instance's channel. */
+/** The reply to a request envelope, published on the requesting instance's channel. */
 export interface ReplyEnvelope {
   type: 'reply'
   origin: string

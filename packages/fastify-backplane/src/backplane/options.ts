@@ -6,7 +6,7 @@ import type { InProcessBus } from '../transport/in-process.js'
 /** Options of the backplane plugin. */
 export interface BackplaneOptions {
   /**
-   * Where instances meet. A `redis://` or `rediss://` URL (pass `process.env.REDIS_URL`),
+   * The Redis that connects the instances: a `redis://` or `rediss://` URL (pass `process.env.REDIS_URL`),
    * ioredis options, or an ioredis client that the app already has, such as the one that
    * `@fastify/redis` decorates. Without it, or with an empty string, delivery stays inside
    * this process. The plugin never reads environment variables itself.

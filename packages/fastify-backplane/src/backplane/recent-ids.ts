@@ -1,8 +1,8 @@
 /**
  * Remembers recent message ids per origin instance. A message for several groups, users or
  * connections is published on each of their channels, so an instance subscribed to more than
- * one of them receives copies; the first copy is delivered to every local recipient and the
- * rest are dropped here.
+ * one of them receives copies. The first copy reaches every local recipient, and this class
+ * drops the rest.
  */
 export class RecentIds {
   readonly #perOrigin = new Map<string, Set<number>>()

@@ -6,7 +6,7 @@ import {
 } from '../errors.js'
 import type { Target } from './target.js'
 
-/** The longest group name or user id accepted, in UTF-16 code units, so channel names stay bounded. */
+/** The maximum length of a group name or user id, in UTF-16 code units, which bounds channel names. */
 export const MAXIMUM_NAME_LENGTH = 1024
 
 /**

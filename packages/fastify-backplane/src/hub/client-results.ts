@@ -34,7 +34,7 @@ export class PendingClientResults {
     return { invocationId, result }
   }
 
-  /** Settles the invocation a Completion answers. Returns false if none is waiting for it. */
+  /** Settles the invocation that a Completion refers to. Returns false if none is waiting for it. */
   complete (invocationId: string, outcome: { result?: unknown, error?: string }): boolean {
     const pending = this.#pending.get(invocationId)
     if (pending === undefined) return false

@@ -1,7 +1,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import { InvalidConnectionTokenError } from '../errors.js'
 
-/** What a negotiated connection token carries. */
+/** The payload of a negotiated connection token. */
 export interface ConnectionTokenPayload {
   hub: string
   connectionId: string

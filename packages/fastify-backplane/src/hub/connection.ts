@@ -33,7 +33,7 @@ export interface CloseOptions {
   cause?: Error
 }
 
-/** Who the connection is, as the upgrade request established it. */
+/** The identity that the upgrade request established for a connection. */
 export interface ConnectionIdentity {
   /** The id from a negotiated connection token; a random id when negotiation was skipped. */
   connectionId?: string

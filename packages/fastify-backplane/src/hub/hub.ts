@@ -237,8 +237,8 @@ export class Hub implements LocalHub {
 }
 
 /**
- * Logs a failed group change and returns the promise with that handler attached, so an app
- * that ignores the promise, during a Redis outage say, never causes an unhandled rejection.
+ * Attaches a handler that logs a failed group change, and returns the same promise. An app that
+ * ignores the promise, during a Redis outage for example, then never causes an unhandled rejection.
  */
 function handled (promise: Promise<void>, connection: HubConnection, group: string, message: string): Promise<void> {
   promise.catch((err: unknown) => connection.log.warn({ err, group }, message))

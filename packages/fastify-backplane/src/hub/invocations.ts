@@ -100,7 +100,7 @@ export class InvocationRunner {
     return upload
   }
 
-  /** Runs one invocation and answers it. Never rejects. */
+  /** Runs one invocation and sends its Completion or stream. Never rejects. */
   async #run (message: Invocation, uploads: UploadStream[]): Promise<void> {
     await this.#ready
     if (!this.#connection.connected) return

@@ -7,7 +7,7 @@ import { jsonHubProtocol } from '../protocol/json.js'
 import { messagePackHubProtocol } from '../protocol/msgpack.js'
 import type { HubProtocol } from '../protocol/messages.js'
 
-/** What a hub method, `onConnected` and `onDisconnected` receive about their connection. */
+/** The connection context that hub methods, `onConnected` and `onDisconnected` receive. */
 export interface HubConnectionContext {
   /** The server-assigned id of this connection, unique across instances. */
   readonly connectionId: string
@@ -69,8 +69,8 @@ export interface HubConnectionGroups {
 }
 
 /**
- * A hub method. Its return value, or what its promise resolves to, is the invocation's result;
- * a thrown HubException's message reaches the client, other errors are logged and the client
+ * A hub method. Its return value, or what its promise resolves to, is the invocation's result.
+ * A thrown HubException's message reaches the client. Other errors are logged, and the client
  * gets a generic text.
  */
 export type HubMethod = (context: HubConnectionContext, ...args: any[]) => unknown

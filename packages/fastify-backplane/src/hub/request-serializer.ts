@@ -9,8 +9,8 @@ export function redactUrl (url: string): string {
 }
 
 /**
- * A `req` serializer for Fastify's logger that logs what the default one logs, with the tokens
- * that SignalR browser clients put in the query string redacted:
+ * Serializes a request for Fastify's logger like the default `req` serializer, but with the
+ * tokens that SignalR clients put in the query string redacted. Use it as
  * `Fastify({ logger: { serializers: { req: requestSerializer } } })`.
  */
 export function requestSerializer (request: FastifyRequest): Record<string, unknown> {

@@ -5,7 +5,7 @@ export interface Quittable {
   disconnect (): void
 }
 
-/** Sends QUIT, and drops the connection if Redis is unreachable or has not answered within `timeout` ms. */
+/** Sends QUIT, and drops the connection if Redis is unreachable or has not replied within `timeout` ms. */
 export async function quitWithin (client: Quittable, timeout: number): Promise<void> {
   if (client.status === 'end') return
   if (client.status !== 'ready') {

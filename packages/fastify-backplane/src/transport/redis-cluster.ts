@@ -47,8 +47,8 @@ export class RedisClusterTransport implements Transport {
   }
 
   async publish (channel: string, payload: Buffer): Promise<void> {
-    // ioredis would queue the command until Redis returns; pub/sub messages that late are
-    // stale, and the queue would grow for as long as the outage lasts.
+    // Without this check ioredis would queue the command until Redis returns. Messages that late
+    // are stale, and the queue would grow for as long as the outage lasts.
     if (this.#publisher.status !== 'ready') throw new PublishFailedError(channel, `the Redis connection is ${this.#publisher.status}`)
     try {
       await this.#publisher.spublish(channel, payload)

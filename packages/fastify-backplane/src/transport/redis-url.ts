@@ -1,7 +1,7 @@
 import type { RedisOptions } from 'ioredis'
 import { InvalidRedisUrlError } from '../errors.js'
 
-/** What the plugin needs to know about a Redis URL to connect without ever logging a secret. */
+/** ioredis options parsed from a Redis URL, with host, port and database always set. */
 export interface RedisConnectionOptions extends RedisOptions {
   host: string
   port: number
@@ -74,7 +74,7 @@ export function redactRedisUrl (url: string): string {
 function parseDatabase (pathname: string, fail: (problem: string) => never): number {
   const path = pathname.replace(/^\//, '')
   if (path === '') return 0
-  // The path is not echoed: with an unencoded "/" in the password, it holds part of the password.
+  // The path is not echoed, because with an unencoded "/" in the password it contains part of the password.
   if (!/^\d+$/.test(path)) fail('the database path is not a non-negative integer')
   return Number(path)
 }

@@ -2,8 +2,8 @@
 export type TransportMessageHandler = (channel: string, payload: Buffer) => void
 
 /**
- * Moves opaque bytes between instances on named channels. A transport knows nothing of hubs,
- * groups or sockets: the backplane above it decides what to publish and what to subscribe to.
+ * Moves opaque bytes between instances on named channels. A transport has no notion of hubs,
+ * groups or sockets, because the backplane above it decides what to publish and subscribe to.
  *
  * Contract for implementations:
  * - Messages published by one instance reach each subscriber in publish order.
