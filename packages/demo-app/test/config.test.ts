@@ -9,9 +9,15 @@ test('config defaults without environment', () => {
     redisUrl: undefined,
     redisRejectUnauthorized: false,
     instanceId: 'laptop:3000',
+    negotiateSecret: undefined,
     logLevel: 'info',
     behindProxy: false
   })
+})
+
+test('config reads BACKPLANE_SECRET', () => {
+  const config = readServerConfig({ BACKPLANE_SECRET: ' 0123456789abcdef0123 ' }, 'laptop')
+  assert.equal(config.negotiateSecret, '0123456789abcdef0123')
 })
 
 test('config on a Heroku dyno', () => {

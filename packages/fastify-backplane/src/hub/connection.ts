@@ -141,12 +141,19 @@ export class HubConnection {
     return result
   }
 
+  /** Whether an upload stream's full buffer has stopped reading from the socket. */
+  get readingPaused (): boolean {
+    return this.#socket.isPaused
+  }
+
   /** Stops reading from the socket, so that a full upload stream holds back the client. */
   pauseReading (): void {
     this.#socket.pause()
   }
 
   resumeReading (): void {
+    // The client's pings could not be read while paused, so the silence was the server's doing.
+    this.lastReceivedAt = Date.now()
     this.#socket.resume()
   }
 

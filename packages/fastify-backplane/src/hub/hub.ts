@@ -225,7 +225,9 @@ export class Hub implements LocalHub {
   #checkKeepAlive (): void {
     const now = Date.now()
     for (const connection of this.#connections.values()) {
-      if (now - connection.lastReceivedAt >= this.options.clientTimeoutInterval) {
+      // A paused socket cannot deliver the client's pings, so its silence is not the client's.
+      const silent = !connection.readingPaused && now - connection.lastReceivedAt >= this.options.clientTimeoutInterval
+      if (silent) {
         const err = new ClientTimeoutError(this.options.clientTimeoutInterval)
         connection.log.info({ err }, 'hub connection timed out')
         connection.close({ error: wire.connectionClosedWithError(err, this.options.enableDetailedErrors), allowReconnect: true, cause: err })

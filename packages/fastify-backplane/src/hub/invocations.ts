@@ -34,7 +34,13 @@ export class InvocationRunner {
   invoke (message: Invocation): void {
     // Upload streams open now, so that items arriving while the invocation waits are buffered.
     const uploads = (message.streamIds ?? []).map((streamId) => this.#openUpload(streamId))
-    const task = (): Promise<void> => this.#run(message, uploads)
+    const release = (): void => this.#releaseUploads(message.streamIds ?? [], uploads)
+    const task = async (): Promise<void> => {
+      // A result stream outlives the invocation slot, and its uploads stay open until it ends.
+      const stream = await this.#run(message, uploads)
+      if (stream === undefined) release()
+      else void stream.ended.finally(release)
+    }
 
     if (this.#running < this.#hub.options.maximumParallelInvocationsPerClient) {
       this.#start(task)
@@ -93,6 +99,18 @@ export class InvocationRunner {
     })
   }
 
+  /**
+   * Drops what the client still sends on the uploads of a finished invocation. Without this an
+   * unread upload would keep the socket paused for good.
+   */
+  #releaseUploads (streamIds: string[], uploads: UploadStream[]): void {
+    for (const [index, streamId] of streamIds.entries()) {
+      const upload = uploads[index]!
+      upload[Symbol.asyncIterator]().return?.().catch(() => {})
+      if (this.#uploads.get(streamId) === upload) this.#uploads.delete(streamId)
+    }
+  }
+
   #openUpload (streamId: string): UploadStream {
     const upload = new UploadStream(this.#hub.options.streamBufferCapacity, () => this.#connection.pauseReading(), () => this.#connection.resumeReading())
     this.#uploads.get(streamId)?.end(new HubException('The stream id was reused.'))
@@ -100,15 +118,18 @@ export class InvocationRunner {
     return upload
   }
 
-  /** Runs one invocation and sends its Completion or stream. Never rejects. */
-  async #run (message: Invocation, uploads: UploadStream[]): Promise<void> {
+  /**
+   * Runs one invocation and sends its Completion. For a result stream, returns a promise that
+   * settles when the stream ends, wrapped so that awaiting the invocation does not wait for it.
+   * Never rejects.
+   */
+  async #run (message: Invocation, uploads: UploadStream[]): Promise<{ ended: Promise<void> } | undefined> {
     await this.#ready
     if (!this.#connection.connected) return
     const streaming = message.type === MessageType.StreamInvocation
     const entry = this.#hub.findMethod(message.target)
     if (entry === undefined) {
       this.#connection.log.info({ err: new MethodNotFoundError(this.#hub.name, message.target) }, 'hub method not found')
-      for (const upload of uploads) upload.end()
       this.#connection.sendCompletion(message.invocationId, { error: wire.methodDoesNotExist(message.target) })
       return
     }
@@ -128,10 +149,7 @@ export class InvocationRunner {
       this.#rejectInvocationMode(message, entry.name, result)
       return
     }
-    if (streaming) {
-      void this.#stream(message.invocationId!, entry.name, result as AsyncIterable<unknown>)
-      return
-    }
+    if (streaming) return { ended: this.#stream(message.invocationId!, entry.name, result as AsyncIterable<unknown>) }
     this.#connection.sendCompletion(message.invocationId, { result }, entry.name)
   }
 
