@@ -3,7 +3,9 @@
 // loopback with its own redis-server; every loop is bounded.
 //
 //   pnpm bench                         defaults below
-//   BENCH_CLIENTS=400 BENCH_MESSAGES=5000 pnpm bench
+//   BENCH_CLIENTS=400 BENCH_MESSAGES=5000 BENCH_RATE=500 pnpm bench
+//
+// Two scenarios run: a burst, for throughput, and a paced send, for latency at a steady rate.
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer } from 'node:net'
@@ -16,6 +18,7 @@ import { backplane, hub } from '../packages/fastify-backplane/dist/index.js'
 const clientCount = Number(process.env.BENCH_CLIENTS ?? 200)
 const messageCount = Number(process.env.BENCH_MESSAGES ?? 2000)
 const payloadBytes = Number(process.env.BENCH_PAYLOAD ?? 100)
+const pacedRate = Number(process.env.BENCH_RATE ?? 200)
 const RS = '\u001e'
 
 async function freePort () {
@@ -65,50 +68,67 @@ function percentile (sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]
 }
 
+/**
+ * Sends `messageCount` broadcasts from instance A, as fast as possible when `rate` is 0 or at
+ * `rate` per second otherwise, and waits until every client received every one.
+ */
+async function runScenario (a, sockets, state, rate) {
+  state.latencies = []
+  state.received = 0
+  const expected = sockets.length * messageCount
+  const done = new Promise((resolve) => { state.onReceived = () => { if (++state.received === expected) resolve() } })
+
+  const filler = 'x'.repeat(payloadBytes)
+  const heapBefore = process.memoryUsage().heapUsed
+  const started = performance.now()
+  for (let index = 0; index < messageCount; index++) {
+    void a.broadcast('tick', [performance.now(), filler])
+    if (rate > 0) {
+      const due = started + ((index + 1) * 1000) / rate
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, due - performance.now())))
+    } else if (index % 100 === 99) {
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+  }
+  let timer
+  await Promise.race([done, new Promise((resolve) => { timer = setTimeout(resolve, 120_000) })])
+  clearTimeout(timer)
+  const elapsed = (performance.now() - started) / 1000
+  const latencies = state.latencies.sort((x, y) => x - y)
+  return {
+    mode: rate > 0 ? `paced at ${rate} broadcasts/s` : 'burst',
+    delivered: `${state.received} of ${expected}`,
+    seconds: Number(elapsed.toFixed(2)),
+    deliveriesPerSecond: Math.round(state.received / elapsed),
+    broadcastsPerSecond: Math.round(messageCount / elapsed),
+    latencyMs: {
+      p50: Number(percentile(latencies, 0.5).toFixed(2)),
+      p99: Number(percentile(latencies, 0.99).toFixed(2)),
+      max: Number(latencies.at(-1).toFixed(2))
+    },
+    heapGrowthMiB: Number(((process.memoryUsage().heapUsed - heapBefore) / 2 ** 20).toFixed(1)),
+    rssMiB: Math.round(process.memoryUsage().rss / 2 ** 20)
+  }
+}
+
 const redis = await startRedis()
 const [a, b] = [await startInstance(redis.url), await startInstance(redis.url)]
-const latencies = []
-let received = 0
-let allReceived
-const done = new Promise((resolve) => { allReceived = resolve })
-const expected = clientCount * messageCount
-
+const state = { latencies: [], received: 0, onReceived: () => {} }
 const sockets = []
 for (let index = 0; index < clientCount; index++) {
   sockets.push(await connect(index % 2 === 0 ? a : b, (message, now) => {
-    latencies.push(now - message.arguments[0])
-    if (++received === expected) allReceived()
+    state.latencies.push(now - message.arguments[0])
+    state.onReceived()
   }))
 }
 
-const filler = 'x'.repeat(payloadBytes)
-const heapBefore = process.memoryUsage().heapUsed
-const started = performance.now()
-for (let index = 0; index < messageCount; index++) {
-  void a.broadcast('tick', [performance.now(), filler])
-  if (index % 100 === 99) await new Promise((resolve) => setImmediate(resolve))
-}
-const timeout = setTimeout(() => allReceived(), 120_000)
-await done
-clearTimeout(timeout)
-const elapsed = (performance.now() - started) / 1000
-const memory = process.memoryUsage()
-
-latencies.sort((x, y) => x - y)
 const report = {
   machine: `${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
-  setup: `2 instances on one local redis-server, ${clientCount} raw WebSocket clients split evenly, ${messageCount} broadcasts of ~${payloadBytes} B from instance A`,
-  delivered: `${received} of ${expected}`,
-  seconds: Number(elapsed.toFixed(2)),
-  deliveriesPerSecond: Math.round(received / elapsed),
-  broadcastsPerSecond: Math.round(messageCount / elapsed),
-  latencyMs: {
-    p50: Number(percentile(latencies, 0.5).toFixed(2)),
-    p99: Number(percentile(latencies, 0.99).toFixed(2)),
-    max: Number(latencies.at(-1).toFixed(2))
-  },
-  heapGrowthMiB: Number(((memory.heapUsed - heapBefore) / 2 ** 20).toFixed(1)),
-  rssMiB: Math.round(memory.rss / 2 ** 20)
+  setup: `2 instances on one local redis-server, ${clientCount} raw WebSocket clients split evenly, ${messageCount} broadcasts of ~${payloadBytes} B from instance A; servers, clients and redis-server share the machine`,
+  scenarios: [
+    await runScenario(a, sockets, state, 0),
+    await runScenario(a, sockets, state, pacedRate)
+  ]
 }
 console.log(JSON.stringify(report, null, 2))
 

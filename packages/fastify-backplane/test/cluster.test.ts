@@ -63,3 +63,26 @@ test('resharding a busy group on Redis Cluster', async (t) => {
   assert.equal(new Set(numbers).size, numbers.length, 'no message arrives twice')
   assert.equal(await shardSubscribers(owner), 0, 'the old owner holds no subscription')
 })
+
+test('remote groups and subscription counts on Redis Cluster', async (t) => {
+  const cluster = await startRedisCluster(3)
+  t.after(() => cluster.stop())
+  const [a, b] = await startInstances(t, 2, () => ({ redisCluster: { nodes: cluster.urls }, groupCommandTimeout: 500 })) as [FastifyInstance, FastifyInstance]
+  const onB = await connectTestClient(t, b, 'onB', undefined)
+
+  const channel = groupChannel('remote')
+  const slot = Number(await cluster.node(cluster.ports[0]!).call('CLUSTER', 'KEYSLOT', channel))
+  const owner = await cluster.ownerOf(slot)
+  const shardSubscribers = async (): Promise<number> => Number((await cluster.node(owner).call('PUBSUB', 'SHARDNUMSUB', channel) as [string, number])[1])
+
+  await a.backplane.hubContext().groups.add(onB.id, 'remote')
+  assert.equal(await shardSubscribers(), 1, 'the owning instance subscribed to the group')
+  await a.broadcast('m', ['joined'], { group: 'remote' })
+  await waitForTag([onB], 'joined')
+
+  await a.backplane.hubContext().groups.remove(onB.id, 'remote')
+  assert.equal(await shardSubscribers(), 0, 'unsubscribed after the last member left')
+  await assert.rejects(a.backplane.hubContext().groups.add('no-such-connection', 'remote'), { code: 'FST_BACKPLANE_CONNECTION_NOT_FOUND' })
+
+  assert.deepEqual(await a.backplane.hubContext().count(), { connections: 1, instances: 2, complete: true })
+})
