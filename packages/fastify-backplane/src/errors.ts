@@ -159,3 +159,9 @@ export const ConnectionTokenReusedError = createError(
   'Connection token already used. Each negotiated token opens one WebSocket; negotiate again for another.',
   409
 )
+
+export const SlowClientError = createError<[number, number]>(
+  'FST_BACKPLANE_SLOW_CLIENT',
+  'The client left %d bytes unread, more than maximumOutgoingBufferSize (%d bytes). It is closed so that it cannot grow server memory; it may reconnect.',
+  503
+)

@@ -15,9 +15,9 @@ import type { HubProtocol } from '../protocol/messages.js'
 import type { Transport } from '../transport/transport.js'
 import { ChannelNames } from './channels.js'
 import { createHubClients } from './clients.js'
-import type { HubClients } from './clients.js'
+import type { ClientMethodMap, ClientMethods, HubClients } from './clients.js'
 import { decodeEnvelope, encodeEnvelope, UnsupportedEnvelopeError } from './envelope.js'
-import type { ClientInvocationEnvelope, Envelope, GroupCommandEnvelope, InvocationEnvelope, PresenceQueryEnvelope, ReplyEnvelope } from './envelope.js'
+import type { ClientInvocationEnvelope, Envelope, GroupCommandEnvelope, InvocationEnvelope, PresenceQueryEnvelope, ProbeEnvelope, ReplyEnvelope } from './envelope.js'
 import { RecentIds } from './recent-ids.js'
 import type { Target } from './target.js'
 import { describe, resolveExcept, resolveTarget, validateConnectionId, validateGroupName } from './targets.js'
@@ -37,11 +37,35 @@ export interface Presence {
   complete: boolean
 }
 
-/** A hub's operations for app code anywhere, like ASP.NET Core's IHubContext. */
-export interface HubContext {
+/** The backplane's state, for health checks and dashboards. Durations are in milliseconds. */
+export interface BackplaneHealth {
+  /** `in-process`, `redis` or `redis-cluster`. */
+  transport: string
+  /**
+   * `connected`; `reconnecting` while Redis is unreachable; `unresponsive` while probes go
+   * unanswered on a connection that looks open; `closed` after `fastify.close()`.
+   */
+  state: 'connected' | 'reconnecting' | 'unresponsive' | 'closed'
+  /** Whether messages currently make the round trip through the transport. */
+  healthy: boolean
+  /** Channels this instance holds subscriptions for. */
+  subscribedChannels: number
+  /** Time since the last message of any kind arrived from the transport; null before the first. */
+  sinceLastMessage: number | null
+  /** Round-trip time of the last probe this instance sent to itself through the transport. */
+  probeRoundTrip: number | null
+  /** Probes in a row that got no answer within one health check interval. */
+  failedProbes: number
+}
+
+/**
+ * A hub's operations for app code anywhere, like ASP.NET Core's `IHubContext<THub, T>`.
+ * `TClient` maps the client methods that sends may name to their argument tuples.
+ */
+export interface HubContext<TClient extends ClientMethodMap<TClient> = ClientMethods> {
   readonly name: string
   /** Invokes client methods on any set of connections, on every instance. */
-  readonly clients: HubClients
+  readonly clients: HubClients<TClient>
   readonly groups: {
     /** Adds a connection of any instance to a group; rejects if no instance acknowledges it. */
     add (connectionId: string, group: string): Promise<void>
@@ -77,6 +101,8 @@ export interface BackplaneSettings {
   presenceTimeout: number
   /** How long a client result from a connection on another instance is awaited, in ms. */
   clientResultTimeout: number
+  /** How often the instance probes the transport with a message to itself, in ms. */
+  healthCheckInterval: number
 }
 
 interface Subscription {
@@ -109,6 +135,12 @@ export class Backplane {
   readonly #pendingReplies = new Map<number, (reply: ReplyEnvelope) => void>()
   #sequence = 0
   #closed = false
+  #healthTimer: NodeJS.Timeout | undefined
+  #pendingProbe: { requestId: number, sentAt: number } | undefined
+  #probeRoundTrip: number | null = null
+  #lastProbeAt: number | undefined
+  #lastMessageAt: number | undefined
+  #failedProbes = 0
 
   constructor (settings: BackplaneSettings) {
     this.instanceId = settings.instanceId
@@ -135,9 +167,34 @@ export class Backplane {
     return this.#closed
   }
 
-  /** Subscribes to this instance's own channel, which carries replies addressed to it. */
+  /**
+   * Subscribes to this instance's own channel, which carries replies addressed to it, and
+   * starts the health check.
+   */
   async start (): Promise<void> {
     await this.#acquire(this.#channels.instance(this.#origin))
+    this.#healthTimer = setInterval(() => this.#checkHealth(), this.#settings.healthCheckInterval)
+    this.#healthTimer.unref()
+    this.#checkHealth()
+  }
+
+  /** Reports the transport's state and the last probe's round trip. */
+  health (now = Date.now()): BackplaneHealth {
+    const staleAfter = 2 * this.#settings.healthCheckInterval
+    const probed = this.#lastProbeAt !== undefined && now - this.#lastProbeAt <= staleAfter
+    let state: BackplaneHealth['state'] = 'connected'
+    if (this.#closed) state = 'closed'
+    else if (!this.#transport.connected) state = 'reconnecting'
+    else if (this.#failedProbes > 0) state = 'unresponsive'
+    return {
+      transport: this.#transport.kind,
+      state,
+      healthy: state === 'connected' && probed,
+      subscribedChannels: this.#transport.subscribedChannels,
+      sinceLastMessage: this.#lastMessageAt === undefined ? null : now - this.#lastMessageAt,
+      probeRoundTrip: this.#probeRoundTrip,
+      failedProbes: this.#failedProbes
+    }
   }
 
   /** Registers a hub of this instance and subscribes to its `all` channel. */
@@ -190,8 +247,11 @@ export class Backplane {
     return this.#transport.claim(this.#channels.usedToken(hub, connectionId), ttl)
   }
 
-  /** Returns the context of a hub, by default the only hub of this instance. */
-  hubContext (hub?: string): HubContext {
+  /**
+   * Returns the context of a hub, by default the only hub of this instance. The type argument
+   * only narrows what `clients` accepts at compile time; nothing checks it at run time.
+   */
+  hubContext<TClient extends ClientMethodMap<TClient> = ClientMethods> (hub?: string): HubContext<TClient> {
     const name = this.#resolveHub(hub)
     return {
       name,
@@ -211,6 +271,7 @@ export class Backplane {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    clearInterval(this.#healthTimer)
     this.#hubs.clear()
     await this.#transport.close()
   }
@@ -340,7 +401,46 @@ export class Backplane {
     return result
   }
 
+  /**
+   * Sends a probe to this instance's own channel. A probe still unanswered one interval later
+   * means the connections look open but carry nothing, as after a half-open TCP connection or
+   * a frozen server, so the transport reconnects.
+   */
+  #checkHealth (): void {
+    if (this.#closed) return
+    const now = Date.now()
+    if (this.#pendingProbe !== undefined) {
+      this.#failedProbes++
+      const waited = now - this.#pendingProbe.sentAt
+      this.#pendingProbe = undefined
+      if (this.#transport.connected) {
+        this.#warnings.warn('health-check', { failedProbes: this.#failedProbes, waited, transport: this.#transport.kind }, 'backplane health check timed out; reconnecting to Redis')
+        this.#transport.reconnect()
+      }
+    }
+
+    const probe: ProbeEnvelope = { type: 'probe', origin: this.#origin, requestId: ++this.#sequence }
+    this.#pendingProbe = { requestId: probe.requestId, sentAt: now }
+    this.#transport.publish(this.#channels.instance(this.#origin), encodeEnvelope(probe)).catch(() => {
+      // The transport is down, which its own connection events report; the probe counts as
+      // unanswered at the next check.
+    })
+  }
+
+  #receiveProbe (probe: ProbeEnvelope): void {
+    if (probe.origin !== this.#origin || probe.requestId !== this.#pendingProbe?.requestId) return
+    const now = Date.now()
+    this.#probeRoundTrip = now - this.#pendingProbe.sentAt
+    this.#lastProbeAt = now
+    this.#pendingProbe = undefined
+    if (this.#failedProbes > 0) {
+      this.#log.info({ failedProbes: this.#failedProbes, probeRoundTrip: this.#probeRoundTrip }, 'backplane health check recovered')
+      this.#failedProbes = 0
+    }
+  }
+
   #receive (channel: string, payload: Buffer): void {
+    this.#lastMessageAt = Date.now()
     let envelope: Envelope
     try {
       envelope = decodeEnvelope(payload)
@@ -362,6 +462,9 @@ export class Backplane {
         break
       case 'presence':
         this.#receivePresenceQuery(envelope)
+        break
+      case 'probe':
+        this.#receiveProbe(envelope)
         break
       case 'reply':
         this.#pendingReplies.get(envelope.requestId)?.(envelope)

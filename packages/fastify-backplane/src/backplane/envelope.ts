@@ -53,6 +53,13 @@ export interface PresenceQueryEnvelope {
   group?: string
 }
 
+/** A health probe that an instance publishes on its own channel to time the round trip. */
+export interface ProbeEnvelope {
+  type: 'probe'
+  origin: string
+  requestId: number
+}
+
 /** The reply to a request envelope, published on the requesting instance's channel. */
 export interface ReplyEnvelope {
   type: 'reply'
@@ -66,10 +73,10 @@ export interface ReplyEnvelope {
   error?: { code: string, message: string }
 }
 
-export type Envelope = InvocationEnvelope | GroupCommandEnvelope | ClientInvocationEnvelope | PresenceQueryEnvelope | ReplyEnvelope
+export type Envelope = InvocationEnvelope | GroupCommandEnvelope | ClientInvocationEnvelope | PresenceQueryEnvelope | ProbeEnvelope | ReplyEnvelope
 
 type Header = Omit<InvocationEnvelope, 'frames' | 'except'> & { except?: string[], frames: Array<[name: string, length: number]> }
-  | GroupCommandEnvelope | ClientInvocationEnvelope | PresenceQueryEnvelope | ReplyEnvelope
+  | GroupCommandEnvelope | ClientInvocationEnvelope | PresenceQueryEnvelope | ProbeEnvelope | ReplyEnvelope
 
 export class UnsupportedEnvelopeError extends Error {
   constructor (readonly version: number) {

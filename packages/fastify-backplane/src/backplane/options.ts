@@ -3,8 +3,11 @@ import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis'
 import { InvalidOptionError } from '../errors.js'
 import type { InProcessBus } from '../transport/in-process.js'
 
-/** Options of the backplane plugin. */
-export interface BackplaneOptions {
+/**
+ * Every option of the backplane plugin, with `redis` and `redisCluster` side by side.
+ * `BackplaneOptions` is what the plugin accepts: the same options, with those two exclusive.
+ */
+export interface BackplaneBaseOptions {
   /**
    * The Redis that connects the instances: a `redis://` or `rediss://` URL (pass `process.env.REDIS_URL`),
    * ioredis options, or an ioredis client that the app already has, such as the one that
@@ -63,6 +66,13 @@ export interface BackplaneOptions {
    */
   clientResultTimeout?: number
   /**
+   * How often the instance sends a probe to itself through the transport, in milliseconds. A
+   * probe unanswered by the next check marks the connections unresponsive and reopens them,
+   * which detects half-open TCP connections and frozen servers.
+   * @default 5000
+   */
+  healthCheckInterval?: number
+  /**
    * How long closing waits for Redis to acknowledge QUIT before dropping the connections, in
    * milliseconds.
    * @default 5000
@@ -72,6 +82,15 @@ export interface BackplaneOptions {
 
 /** Cluster nodes and options, or a Cluster client that the app already has. */
 export type RedisClusterOption = { nodes: string[], options?: ClusterOptions } | Cluster
+
+/**
+ * Options of the backplane plugin. `redis` and `redisCluster` exclude each other: with
+ * `redisCluster`, `redis` may only be left out or be the empty string, as `ready()` checks too.
+ */
+export type BackplaneOptions = BackplaneBaseOptions & (
+  | { redisCluster?: undefined }
+  | { redis?: '', redisCluster: RedisClusterOption }
+)
 
 /** The options after validation, with every default applied. */
 export interface ResolvedBackplaneOptions {
@@ -84,6 +103,7 @@ export interface ResolvedBackplaneOptions {
   groupCommandTimeout: number
   presenceTimeout: number
   clientResultTimeout: number
+  healthCheckInterval: number
   closeTimeout: number
 }
 
@@ -98,6 +118,7 @@ export function resolveBackplaneOptions (options: BackplaneOptions): ResolvedBac
     groupCommandTimeout = 30_000,
     presenceTimeout = 2000,
     clientResultTimeout = 30_000,
+    healthCheckInterval = 5000,
     closeTimeout = 5000
   } = options
 
@@ -123,7 +144,7 @@ export function resolveBackplaneOptions (options: BackplaneOptions): ResolvedBac
   if (typeof instanceId !== 'string' || instanceId === '') {
     throw new InvalidOptionError('instanceId', `expected a non-empty string, got ${JSON.stringify(instanceId)}`, 'Leave it out to get a random id.')
   }
-  for (const [name, value, fallback] of [['groupCommandTimeout', groupCommandTimeout, 30_000], ['presenceTimeout', presenceTimeout, 2000], ['clientResultTimeout', clientResultTimeout, 30_000], ['closeTimeout', closeTimeout, 5000]] as const) {
+  for (const [name, value, fallback] of [['groupCommandTimeout', groupCommandTimeout, 30_000], ['presenceTimeout', presenceTimeout, 2000], ['clientResultTimeout', clientResultTimeout, 30_000], ['healthCheckInterval', healthCheckInterval, 5000], ['closeTimeout', closeTimeout, 5000]] as const) {
     if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
       throw new InvalidOptionError(name, `expected a non-negative number of milliseconds, got ${String(value)}`, `Leave it out for ${fallback}.`)
     }
@@ -139,6 +160,7 @@ export function resolveBackplaneOptions (options: BackplaneOptions): ResolvedBac
     groupCommandTimeout,
     presenceTimeout,
     clientResultTimeout,
+    healthCheckInterval: Math.max(10, healthCheckInterval),
     closeTimeout
   }
 }

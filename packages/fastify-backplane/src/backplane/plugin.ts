@@ -25,7 +25,8 @@ async function backplanePlugin (fastify: FastifyInstance, options: BackplaneOpti
     log: fastify.log,
     groupCommandTimeout: settings.groupCommandTimeout,
     presenceTimeout: settings.presenceTimeout,
-    clientResultTimeout: settings.clientResultTimeout
+    clientResultTimeout: settings.clientResultTimeout,
+    healthCheckInterval: settings.healthCheckInterval
   })
   await backplane.start()
 

@@ -3,6 +3,7 @@ import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { RawData, WebSocket } from 'ws'
 import {
   ClientDisconnectedError,
+  SlowClientError,
   HandshakeError,
   HandshakeTimeoutError,
   MessageTooLargeError,
@@ -18,8 +19,8 @@ import { InvocationRunner } from './invocations.js'
 import type { HubConnectionContext } from './options.js'
 import * as wire from './wire-errors.js'
 
-/** Bytes queued on a socket above which a result stream waits before sending its next item. */
-const STREAM_HIGH_WATER_MARK = 1024 * 1024
+/** How long a connection closed for a full send buffer gets to take its Close before it is dropped. */
+const OVERFLOW_GRACE_MS = 1000
 
 /** Options of `HubConnection.close()`, which become the protocol's Close message. */
 export interface CloseOptions {
@@ -87,14 +88,28 @@ export class HubConnection {
     return this.#state === 'connected'
   }
 
-  /** Writes an already-encoded frame, such as a broadcast shared by many connections. */
+  /**
+   * Writes an already-encoded frame, such as a broadcast shared by many connections. A client
+   * that lets more than `maximumOutgoingBufferSize` bytes pile up is closed instead, so that
+   * one slow reader cannot grow server memory.
+   */
   sendFrame (frame: Buffer | string, callback?: (err?: Error) => void): void {
-    if (this.#state !== 'connected' && this.#state !== 'closing') {
+    if (this.#state !== 'connected') {
       callback?.()
+      return
+    }
+    if (this.#socket.bufferedAmount > this.#hub.options.maximumOutgoingBufferSize) {
+      this.#closeSlowClient()
+      callback?.(new SlowClientError(this.#socket.bufferedAmount, this.#hub.options.maximumOutgoingBufferSize))
       return
     }
     this.lastSentAt = Date.now()
     this.#socket.send(frame, { binary: this.protocol?.transferFormat === 'binary' }, callback)
+  }
+
+  /** Whether the socket has enough queued that a result stream should wait for it to drain. */
+  get congested (): boolean {
+    return this.#socket.bufferedAmount > this.#hub.options.maximumOutgoingBufferSize / 2
   }
 
   /** Encodes a message with this connection's protocol and writes it. */
@@ -105,9 +120,9 @@ export class HubConnection {
     })
   }
 
-  /** Writes a message, waiting for the socket to drain first when much is already queued. */
+  /** Writes a message, and waits for it to be flushed when much is already queued. */
   async sendWithBackpressure (message: HubMessage): Promise<void> {
-    if (this.#socket.bufferedAmount > STREAM_HIGH_WATER_MARK) await this.sendMessage(message)
+    if (this.congested) await this.sendMessage(message)
     else this.sendFrame(this.protocol!.writeMessage(message))
   }
 
@@ -168,15 +183,30 @@ export class HubConnection {
       const message: HubMessage = { type: MessageType.Close }
       if (error !== undefined) message.error = error
       if (allowReconnect === true) message.allowReconnect = true
-      this.sendFrame(this.protocol!.writeMessage(message))
+      // Written past the send buffer cap on purpose: the Close is the last frame.
+      this.#socket.send(this.protocol!.writeMessage(message), { binary: this.protocol!.transferFormat === 'binary' })
     }
     this.#socket.close(code)
+  }
+
+  #closeSlowClient (): void {
+    if (this.#state !== 'connected') return
+    const err = new SlowClientError(this.#socket.bufferedAmount, this.#hub.options.maximumOutgoingBufferSize)
+    this.log.warn({ err, bufferedAmount: this.#socket.bufferedAmount }, 'hub connection closed because the client does not read fast enough')
+    this.close({ error: wire.connectionClosedWithError(err, this.#hub.options.enableDetailedErrors), allowReconnect: true, cause: err })
+    // A client that reads nothing will not take part in the closing handshake either.
+    setTimeout(() => this.#socket.terminate(), OVERFLOW_GRACE_MS).unref()
   }
 
   /** Calls `listener` once the socket has closed, at once if it already has. */
   onceClosed (listener: () => void): void {
     if (this.#state === 'closed') listener()
     else this.#closeListeners.push(listener)
+  }
+
+  /** Resolves once no invocation of this connection runs or waits. */
+  idle (): Promise<void> {
+    return this.#runner?.idle() ?? Promise.resolve()
   }
 
   /** Drops the socket without a closing handshake. */

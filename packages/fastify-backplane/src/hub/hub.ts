@@ -31,6 +31,7 @@ export class Hub implements LocalHub {
   readonly #users = new Map<string, Set<HubConnection>>()
   readonly #pingFrames: Map<string, Buffer>
   #hubContext: HubContext | undefined
+  #closing: Promise<void> | undefined
   #keepAliveTimer: NodeJS.Timeout | undefined
 
   constructor (options: ResolvedHubOptions, backplane: Backplane, log: FastifyBaseLogger) {
@@ -52,6 +53,11 @@ export class Hub implements LocalHub {
   }
 
   accept (socket: WebSocket, request: FastifyRequest, identity: ConnectionIdentity): void {
+    if (this.#closing !== undefined) {
+      // 1012 (service restart) tells the client to try again, which reaches another instance.
+      socket.close(1012)
+      return
+    }
     this.#sockets.add(new HubConnection(this, socket, request, identity))
   }
 
@@ -175,24 +181,30 @@ export class Hub implements LocalHub {
   }
 
   /**
-   * Sends every client a Close that allows reconnecting, so that clients with automatic
-   * reconnect move to another instance, then waits for the sockets to close and drops
-   * those still open after `closeTimeout`.
+   * Shuts the hub down: refuses new connections, lets running invocations finish for up to half
+   * of `closeTimeout`, sends every client a Close that allows reconnecting, so that clients with
+   * automatic reconnect move to another instance, and drops the sockets still open after
+   * `closeTimeout`. Idempotent.
    */
-  async close (): Promise<void> {
+  close (): Promise<void> {
+    this.#closing ??= this.#shutDown()
+    return this.#closing
+  }
+
+  async #shutDown (): Promise<void> {
     clearInterval(this.#keepAliveTimer)
     if (this.#sockets.size === 0) return
+    const { closeTimeout } = this.options
+
+    const finished = await withinTimeout(Promise.all([...this.#connections.values()].map((connection) => connection.idle())), closeTimeout / 2)
+    if (!finished) this.#log.warn({ hub: this.name, waited: closeTimeout / 2 }, 'hub closes connections whose invocations are still running')
+
     const closed = [...this.#sockets].map((connection) => new Promise<void>((resolve) => {
       connection.onceClosed(resolve)
       connection.close({ allowReconnect: true, code: 1001 })
     }))
-
-    let timer: NodeJS.Timeout | undefined
-    const timedOut = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), this.options.closeTimeout) })
-    const forced = await Promise.race([Promise.all(closed).then(() => false), timedOut])
-    clearTimeout(timer)
-    if (forced) {
-      this.#log.warn({ hub: this.name, connections: this.#sockets.size, closeTimeout: this.options.closeTimeout }, 'hub dropped connections that did not close in time')
+    if (!await withinTimeout(Promise.all(closed), closeTimeout)) {
+      this.#log.warn({ hub: this.name, connections: this.#sockets.size, closeTimeout }, 'hub dropped connections that did not close in time')
       for (const connection of this.#sockets) connection.terminate()
     }
   }
@@ -235,6 +247,17 @@ export class Hub implements LocalHub {
         connection.sendFrame(this.#pingFrames.get(connection.protocol!.name)!)
       }
     }
+  }
+}
+
+/** Waits for `promise` at most `timeout` ms. Returns whether it settled in time. */
+async function withinTimeout (promise: Promise<unknown>, timeout: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const timedOut = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), timeout) })
+  try {
+    return await Promise.race([promise.then(() => true), timedOut])
+  } finally {
+    clearTimeout(timer)
   }
 }
 

@@ -22,6 +22,7 @@ export class InvocationRunner {
   readonly #uploads = new Map<string, UploadStream>()
   readonly #streams = new Map<string, { iterator: AsyncIterator<unknown>, cancelled: boolean }>()
   #running = 0
+  readonly #idleListeners: Array<() => void> = []
 
   /** `ready` settles when the connection is set up; no invocation starts before it. */
   constructor (connection: HubConnection, hub: Hub, ready: Promise<unknown>) {
@@ -90,12 +91,19 @@ export class InvocationRunner {
     this.#queue.length = 0
   }
 
+  /** Resolves once no invocation runs or waits; used to let work finish before shutdown. */
+  idle (): Promise<void> {
+    if (this.#running === 0 && this.#queue.length === 0) return Promise.resolve()
+    return new Promise((resolve) => this.#idleListeners.push(resolve))
+  }
+
   #start (task: () => Promise<void>): void {
     this.#running++
     void task().finally(() => {
       this.#running--
       const next = this.#queue.shift()
       if (next !== undefined) this.#start(next)
+      else if (this.#running === 0) for (const resolve of this.#idleListeners.splice(0)) resolve()
     })
   }
 

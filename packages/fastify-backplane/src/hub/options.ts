@@ -1,14 +1,18 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { HubContext } from '../backplane/backplane.js'
-import type { ClientProxy, HubClients, SingleClientProxy } from '../backplane/clients.js'
+import type { ClientMethodMap, ClientMethods, ClientProxy, HubClients, SingleClientProxy } from '../backplane/clients.js'
 import type { BroadcastOptions } from '../backplane/targets.js'
 import { InvalidOptionError } from '../errors.js'
 import { jsonHubProtocol } from '../protocol/json.js'
 import { messagePackHubProtocol } from '../protocol/msgpack.js'
 import type { HubProtocol } from '../protocol/messages.js'
 
-/** The connection context that hub methods, `onConnected` and `onDisconnected` receive. */
-export interface HubConnectionContext {
+/**
+ * The connection context that hub methods, `onConnected` and `onDisconnected` receive.
+ * Annotate a method's context as `HubConnectionContext<ChatClient>` to have the compiler check
+ * what `clients`, `send()` and `invoke()` name; see `ClientMethods`.
+ */
+export interface HubConnectionContext<TClient extends ClientMethodMap<TClient> = ClientMethods> {
   /** The server-assigned id of this connection, unique across instances. */
   readonly connectionId: string
   /** The user id that the hub's `authenticate` option returned; undefined for anonymous connections. */
@@ -24,28 +28,28 @@ export interface HubConnectionContext {
   /** The groups this connection belongs to, and a way to join and leave them. */
   readonly groups: HubConnectionGroups
   /** Recipient selectors, as in a SignalR hub's `Clients`, across every instance. */
-  readonly clients: CallerClients
+  readonly clients: CallerClients<TClient>
   /** The hub's context: clients, group membership of any connection, and presence counts. */
-  readonly hubContext: HubContext
+  readonly hubContext: HubContext<TClient>
   /**
    * Invokes a client method on this connection and resolves with the value its handler returns.
    * Rejects on timeout, on a client error, or when the connection closes.
    */
-  invoke (method: string, ...args: unknown[]): Promise<unknown>
+  invoke<M extends keyof TClient & string> (method: M, ...args: TClient[M]): Promise<unknown>
   /** Invokes a client method on this connection only. Settles once the frame is written. */
-  send (method: string, ...args: unknown[]): Promise<void>
+  send<M extends keyof TClient & string> (method: M, ...args: TClient[M]): Promise<void>
   /** `fastify.broadcast()` with the hub already set to this connection's hub. */
   broadcast (method: string, args?: readonly unknown[], options?: Omit<BroadcastOptions, 'hub'>): Promise<void>
 }
 
 /** `HubClients` plus the selectors relative to the calling connection. */
-export interface CallerClients extends HubClients {
+export interface CallerClients<TClient extends ClientMethodMap<TClient> = ClientMethods> extends HubClients<TClient> {
   /** This connection only. Its `send()` settles once the frame is written. */
-  readonly caller: SingleClientProxy
+  readonly caller: SingleClientProxy<TClient>
   /** Every connection of the hub except this one. */
-  readonly others: ClientProxy
+  readonly others: ClientProxy<TClient>
   /** The members of a group except this connection. */
-  othersInGroup (group: string): ClientProxy
+  othersInGroup (group: string): ClientProxy<TClient>
 }
 
 /**
@@ -128,6 +132,14 @@ export interface HubOptions {
    */
   maximumReceiveMessageSize?: number
   /**
+   * The most bytes that may wait unsent on one connection's socket. A client that reads slower
+   * than messages arrive is closed with a Close message that allows reconnecting, so that it
+   * cannot grow server memory; other clients are unaffected. The default is an estimate that
+   * leaves room for bursts of a few thousand small messages.
+   * @default 1048576 (1 MiB)
+   */
+  maximumOutgoingBufferSize?: number
+  /**
    * How many invocations of one connection run at the same time. The others wait in arrival order.
    * @default 1
    */
@@ -187,6 +199,7 @@ export interface ResolvedHubOptions {
   clientTimeoutInterval: number
   handshakeTimeout: number
   maximumReceiveMessageSize: number
+  maximumOutgoingBufferSize: number
   maximumParallelInvocationsPerClient: number
   maximumQueuedInvocationsPerClient: number
   streamBufferCapacity: number
@@ -227,6 +240,7 @@ export function resolveHubOptions (options: HubOptions): ResolvedHubOptions {
     clientTimeoutInterval: positiveNumber(options, 'clientTimeoutInterval', 30_000),
     handshakeTimeout: positiveNumber(options, 'handshakeTimeout', 15_000),
     maximumReceiveMessageSize: positiveNumber(options, 'maximumReceiveMessageSize', 32 * 1024),
+    maximumOutgoingBufferSize: positiveNumber(options, 'maximumOutgoingBufferSize', 1024 * 1024),
     maximumParallelInvocationsPerClient: positiveNumber(options, 'maximumParallelInvocationsPerClient', 1),
     maximumQueuedInvocationsPerClient: positiveNumber(options, 'maximumQueuedInvocationsPerClient', 100),
     streamBufferCapacity: positiveNumber(options, 'streamBufferCapacity', 10),

@@ -31,7 +31,11 @@ async function hubPlugin (fastify: FastifyInstance, options: HubOptions): Promis
     await hub.close()
   })
   if (!fastify.hasDecorator('websocketServer')) {
-    await fastify.register(fastifyWebsocket)
+    // Compression off: per-message deflate costs CPU and memory for every socket. A frame may
+    // batch several messages, so its limit is a multiple of the message limit.
+    await fastify.register(fastifyWebsocket, {
+      options: { perMessageDeflate: false, maxPayload: Math.max(1024 * 1024, 4 * settings.maximumReceiveMessageSize) }
+    })
   }
 
   // One route serves both: @fastify/websocket hands upgrades to wsHandler and plain HTTP

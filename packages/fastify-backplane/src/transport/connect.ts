@@ -6,7 +6,7 @@ import { InvalidOptionError } from '../errors.js'
 import type { ResolvedBackplaneOptions } from '../backplane/options.js'
 import { ThrottledWarnings } from '../backplane/throttled-log.js'
 import { InProcessTransport } from './in-process.js'
-import { RedisTransport } from './redis.js'
+import { describeError, RedisTransport } from './redis.js'
 import { RedisClusterTransport } from './redis-cluster.js'
 import { parseRedisUrl } from './redis-url.js'
 import type { Transport } from './transport.js'
@@ -26,13 +26,13 @@ export async function connectTransport (fastify: FastifyInstance, options: Resol
   const publisher = isRedisClient(options.redis)
     ? options.redis
     : await openPublisher(fastify, toRedisOptions(options.redis, options.redisRejectUnauthorized), owned)
-  const subscriber = publisher.duplicate()
+  const subscriber = publisher.duplicate({ retryStrategy: reconnectDelay })
   owned.push(subscriber)
 
   // Only the plugin's own connections: errors of a client the app passed in are the app's to log.
   for (const client of owned) reportConnectionErrors(fastify, client, client === subscriber ? 'subscriber' : 'publisher')
   fastify.log.info({ transport: 'redis', instanceId: options.instanceId, ...describeConnection(publisher.options) }, 'backplane uses Redis pub/sub')
-  return new RedisTransport({ publisher, subscriber, owned, closeTimeout: options.closeTimeout })
+  return new RedisTransport({ publisher, subscriber, owned, closeTimeout: options.closeTimeout, log: fastify.log })
 }
 
 /**
@@ -86,7 +86,7 @@ function toRedisOptions (redis: string | RedisOptions, rejectUnauthorized: boole
  * safe when the connection has already ended.
  */
 async function openPublisher (fastify: FastifyInstance, redisOptions: RedisOptions, owned: Redis[]): Promise<Redis> {
-  const client = new Redis(redisOptions)
+  const client = new Redis({ retryStrategy: reconnectDelay, ...redisOptions })
   owned.push(client)
   if (fastify.hasDecorator('redis')) {
     await client.ping()
@@ -99,6 +99,16 @@ async function openPublisher (fastify: FastifyInstance, redisOptions: RedisOptio
   return client
 }
 
+/**
+ * Returns the delay before reconnect attempt `attempt`: exponential from 100 ms up to 2 s, with
+ * jitter, so that the instances of an app do not reconnect in lockstep after a Redis restart.
+ * It never gives up, so subscriptions come back however long the outage lasts.
+ */
+export function reconnectDelay (attempt: number): number {
+  const ceiling = Math.min(2000, 100 * 2 ** Math.min(attempt, 5))
+  return Math.round(ceiling / 2 + Math.random() * ceiling / 2)
+}
+
 function isRedisClient (value: unknown): value is Redis {
   return value instanceof Redis || (typeof value === 'object' && value !== null &&
     typeof (value as Redis).duplicate === 'function' && typeof (value as Redis).publish === 'function')
@@ -109,7 +119,7 @@ function reportConnectionErrors (fastify: FastifyInstance, client: Redis | Clust
   client.on('error', (err: Error & { code?: string }) => {
     // Only these fields: ioredis attaches the failed command's arguments to reply errors,
     // and those of AUTH contain the password.
-    const fields = { err: { type: err.name, code: err.code, message: err.message }, role }
+    const fields = { err: describeError(err), role }
     warnings.warn(`redis-${role}:${err.code ?? err.name}`, fields, 'backplane Redis connection error')
   })
 }

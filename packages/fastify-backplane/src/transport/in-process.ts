@@ -66,9 +66,15 @@ export class InProcessTransport implements Transport {
     return !this.#closed
   }
 
+  get subscribedChannels (): number {
+    return this.#channels.size
+  }
+
   listen (handler: TransportMessageHandler): void {
     this.#handler = handler
   }
+
+  reconnect (): void {}
 
   /** Called by the bus. Delivery is deferred to a microtask, as a network transport's would be. */
   receive (channel: string, payload: Buffer): void {

@@ -27,6 +27,7 @@ export class RedisClusterTransport implements Transport {
   readonly #subscriber: Cluster
   readonly #owned: Cluster[]
   readonly #closeTimeout: number
+  readonly #channels = new Set<string>()
   #closing: Promise<void> | undefined
 
   constructor ({ publisher, subscriber, owned, closeTimeout }: RedisClusterTransportOptions) {
@@ -38,6 +39,20 @@ export class RedisClusterTransport implements Transport {
 
   get connected (): boolean {
     return this.#publisher.status === 'ready' && this.#subscriber.status === 'ready'
+  }
+
+  get subscribedChannels (): number {
+    return this.#channels.size
+  }
+
+  /**
+   * Drops and reopens the cluster clients this transport owns. ioredis then rebuilds the slot
+   * map and its sharded subscribers resubscribe.
+   */
+  reconnect (): void {
+    for (const client of this.#owned) {
+      if (client.status === 'ready') client.disconnect(true)
+    }
   }
 
   listen (handler: TransportMessageHandler): void {
@@ -58,6 +73,7 @@ export class RedisClusterTransport implements Transport {
   }
 
   async subscribe (channel: string): Promise<void> {
+    this.#channels.add(channel)
     try {
       await this.#subscriber.ssubscribe(channel)
     } catch (err) {
@@ -66,6 +82,7 @@ export class RedisClusterTransport implements Transport {
   }
 
   async unsubscribe (channel: string): Promise<void> {
+    this.#channels.delete(channel)
     if (this.#subscriber.status === 'end') return
     await this.#subscriber.sunsubscribe(channel)
   }

@@ -1,7 +1,11 @@
+import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import { PublishFailedError, SubscribeFailedError } from '../errors.js'
 import { quitWithin } from './quit.js'
 import type { Transport, TransportMessageHandler } from './transport.js'
+
+/** Channels per SUBSCRIBE command when the subscriptions are restored after a reconnect. */
+const RESUBSCRIBE_BATCH = 500
 
 export interface RedisTransportOptions {
   /** Runs PUBLISH. May be shared with the app. */
@@ -12,13 +16,15 @@ export interface RedisTransportOptions {
   owned: Redis[]
   /** How long `close()` waits for QUIT before it drops the connections, in milliseconds. */
   closeTimeout: number
+  log: FastifyBaseLogger
 }
 
 /**
  * Classic Redis pub/sub: PUBLISH on one connection, SUBSCRIBE on another. ioredis sends
- * commands in call order and resubscribes after a reconnect, which keeps this transport's
- * ordering contract. Nothing is buffered across an outage: publishing fails while the
- * publisher is not connected, and Redis pub/sub is at-most-once.
+ * commands in call order, which keeps this transport's ordering contract. Nothing is buffered
+ * across an outage: publishing fails while the publisher is not connected, and Redis pub/sub
+ * is at-most-once. After every reconnect of the subscriber, the transport subscribes again to
+ * every channel it should hold, whatever happened to the commands issued during the outage.
  */
 export class RedisTransport implements Transport {
   readonly kind = 'redis'
@@ -26,17 +32,26 @@ export class RedisTransport implements Transport {
   readonly #subscriber: Redis
   readonly #owned: Redis[]
   readonly #closeTimeout: number
+  readonly #log: FastifyBaseLogger
+  /** The channels this instance should be subscribed to, whatever the connection's state. */
+  readonly #channels = new Set<string>()
   #closing: Promise<void> | undefined
 
-  constructor ({ publisher, subscriber, owned, closeTimeout }: RedisTransportOptions) {
+  constructor ({ publisher, subscriber, owned, closeTimeout, log }: RedisTransportOptions) {
     this.#publisher = publisher
     this.#subscriber = subscriber
     this.#owned = owned
     this.#closeTimeout = closeTimeout
+    this.#log = log
+    this.#watchSubscriber()
   }
 
   get connected (): boolean {
     return this.#publisher.status === 'ready' && this.#subscriber.status === 'ready'
+  }
+
+  get subscribedChannels (): number {
+    return this.#channels.size
   }
 
   listen (handler: TransportMessageHandler): void {
@@ -57,6 +72,7 @@ export class RedisTransport implements Transport {
   }
 
   async subscribe (channel: string): Promise<void> {
+    this.#channels.add(channel)
     try {
       await this.#subscriber.subscribe(channel)
     } catch (err) {
@@ -65,8 +81,13 @@ export class RedisTransport implements Transport {
   }
 
   async unsubscribe (channel: string): Promise<void> {
+    this.#channels.delete(channel)
     if (this.#subscriber.status === 'end') return
     await this.#subscriber.unsubscribe(channel)
+  }
+
+  async claim (key: string, ttl: number): Promise<boolean> {
+    return await this.#publisher.set(key, '1', 'PX', Math.max(1, Math.ceil(ttl)), 'NX') === 'OK'
   }
 
   async subscriberCount (channel: string): Promise<number> {
@@ -74,12 +95,53 @@ export class RedisTransport implements Transport {
     return Number(reply[1])
   }
 
-  async claim (key: string, ttl: number): Promise<boolean> {
-    return await this.#publisher.set(key, '1', 'PX', Math.max(1, Math.ceil(ttl)), 'NX') === 'OK'
+  /**
+   * Drops and reopens the connections this transport owns, for a health check that found them
+   * unresponsive although their sockets look open. A connection still reconnecting is left alone.
+   */
+  reconnect (): void {
+    for (const client of this.#owned) {
+      if (client.status === 'ready') client.disconnect(true)
+    }
   }
 
   close (): Promise<void> {
     this.#closing ??= Promise.all(this.#owned.map((client) => quitWithin(client, this.#closeTimeout))).then(() => {})
     return this.#closing
   }
+
+  /** Logs the subscriber's losses and recoveries, and restores its subscriptions on every reconnect. */
+  #watchSubscriber (): void {
+    let connectedBefore = false
+    let lostAt: number | undefined
+    this.#subscriber.on('close', () => {
+      if (this.#closing !== undefined || lostAt !== undefined || !connectedBefore) return
+      lostAt = Date.now()
+      this.#log.warn({ role: 'subscriber', channels: this.#channels.size }, 'backplane Redis subscriber connection closed; reconnecting')
+    })
+    this.#subscriber.on('ready', () => {
+      if (!connectedBefore) {
+        connectedBefore = true
+        return
+      }
+      const downMs = lostAt === undefined ? undefined : Date.now() - lostAt
+      lostAt = undefined
+      this.#resubscribe()
+        .then(() => this.#log.info({ role: 'subscriber', channels: this.#channels.size, downMs }, 'backplane Redis subscriber reconnected and resubscribed'))
+        .catch((err: unknown) => this.#log.warn({ err: describeError(err), channels: this.#channels.size }, 'backplane resubscribe failed; retrying on the next reconnect'))
+    })
+  }
+
+  async #resubscribe (): Promise<void> {
+    const channels = [...this.#channels]
+    for (let start = 0; start < channels.length; start += RESUBSCRIBE_BATCH) {
+      await this.#subscriber.subscribe(...channels.slice(start, start + RESUBSCRIBE_BATCH))
+    }
+  }
+}
+
+/** Error fields that are safe to log: ioredis attaches AUTH arguments to some errors. */
+export function describeError (err: unknown): Record<string, unknown> {
+  const { name, message, code } = err as Error & { code?: string }
+  return { type: name, code, message }
 }

@@ -28,6 +28,13 @@ export interface Transport {
   claim (key: string, ttl: number): Promise<boolean>
   /** Counts the instances subscribed to `channel`, this one included. */
   subscriberCount (channel: string): Promise<number>
+  /** The number of channels the transport holds subscriptions for. */
+  readonly subscribedChannels: number
+  /**
+   * Drops and reopens the transport's own connections, after a health check found them
+   * unresponsive. Transports without connections do nothing.
+   */
+  reconnect (): void
   /** Stops delivery and releases the connections this transport opened. Idempotent. */
   close (): Promise<void>
 }
