@@ -8,9 +8,11 @@ import fastifyStatic from '@fastify/static'
 import Fastify from 'fastify'
 import type { FastifyBaseLogger, FastifyInstance, FastifyServerOptions } from 'fastify'
 import { backplane, hub, parseRedisUrl } from 'fastify-backplane'
-import { createNoteHubMethods } from './note-hub.js'
-import { MemoryNoteStore, RedisNoteStore } from './notes.js'
+import { MemoryNoteStore } from './memory-note-store.js'
+import { createNoteHub, groupForBoard } from './note-hub.js'
 import type { NoteStore } from './notes.js'
+import { PresenceNotifier } from './presence.js'
+import { RedisNoteStore } from './redis-note-store.js'
 
 export interface AppOptions {
   /**
@@ -46,9 +48,9 @@ export interface AppOptions {
   loggerInstance?: FastifyBaseLogger
   /** Fastify's `trustProxy` option. Turn it on behind a router such as Heroku's. @default false */
   trustProxy?: boolean
-  /** @default 200 */
+  /** Past this many notes, adding a note to a board fails until one is deleted. @default 200 */
   maxNotesPerBoard?: number
-  /** How long a board is kept in Redis after its last note, in seconds. @default 2592000 (30 days) */
+  /** How long a board is kept in Redis after its last change, in seconds. @default 2592000 (30 days) */
   boardTtlSeconds?: number
   /** How many boards the in-memory store keeps before it drops the least recently written. @default 1000 */
   maxBoardsInMemory?: number
@@ -103,13 +105,22 @@ export async function buildApp (options: AppOptions = {}): Promise<FastifyInstan
       // replaces web.1 on a restart can start before the old one has stopped.
       instanceId: `${instanceId}/${randomUUID()}`
     })
+
+    // Registered before the hub, whose own preClose hook closes the connections, so that those
+    // disconnects schedule no presence counts, which would only run into the closing backplane.
+    const presence = new PresenceNotifier({ groupForBoard, log: app.log })
+    app.addHook('preClose', async () => { presence.close() })
+
+    const noteHub = createNoteHub({ store, instanceId, presence })
     await app.register(hub, {
       path: '/noteHub',
-      methods: createNoteHubMethods({ store, instanceId }),
+      methods: noteHub.methods,
+      onDisconnected: noteHub.onDisconnected,
       ...(options.negotiateSecret === undefined ? {} : { negotiateSecret: options.negotiateSecret })
     })
 
     registerRoutes(app, instanceId)
+    addSecurityHeaders(app)
     await app.register(fastifyStatic, { root: publicDirectory })
     await app.register(fastifyStatic, {
       root: signalrBrowserDirectory,
@@ -155,7 +166,19 @@ function registerRoutes (app: FastifyInstance, instanceId: string): void {
   })
 
   // Returns the instance that served this HTTP request. The page shows the instance behind its
-  // WebSocket instead, from the hub's GetInstanceId, because a router such as Heroku's may send
+  // WebSocket instead, from the hub's GetConnectionInfo, because a router such as Heroku's may send
   // each request to a different instance.
   app.get('/api/instance', async () => ({ instanceId }))
+}
+
+/**
+ * Restricts the page to its own origin: scripts, styles and the WebSocket come from the server
+ * that served it, and no other site may frame it.
+ */
+function addSecurityHeaders (app: FastifyInstance): void {
+  app.addHook('onSend', async (_request, reply) => {
+    reply.header('content-security-policy', "default-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+    reply.header('x-content-type-options', 'nosniff')
+    reply.header('referrer-policy', 'no-referrer')
+  })
 }

@@ -1,135 +1,120 @@
-import type { FastifyBaseLogger } from 'fastify'
-import type { Redis } from 'ioredis'
-
 /** A note on a board, as stored and as sent to clients. */
 export interface Note {
   /** A random UUID. */
   id: string
   boardId: string
   text: string
-  /** When the note was stored, as an ISO 8601 timestamp in UTC. */
+  /** When the note was added, as an ISO 8601 timestamp in UTC. */
   createdAt: string
-  /** The instance that stored the note, such as Heroku's `web.1`. */
+  /** The instance that added the note, such as Heroku's `web.1`. */
   instanceId: string
-}
-
-/** Storage for the notes of every board. Each board keeps only its newest notes. */
-export interface NoteStore {
-  add (note: Note): Promise<void>
-  /** Returns the board's notes, oldest first, or an empty array for an unknown board. */
-  list (boardId: string): Promise<Note[]>
-}
-
-export interface MemoryNoteStoreOptions {
-  maxNotesPerBoard: number
-  /** Past this many boards, the board written to least recently is dropped. */
-  maxBoards: number
+  /** When the text was last edited, as an ISO 8601 timestamp in UTC; absent until the first edit. */
+  editedAt?: string
+  /** The instance that stored the last edit; absent until the first edit. */
+  editedInstanceId?: string
 }
 
 /**
- * Keeps notes in this process, for a single instance without Redis. Notes are lost on
- * restart, and other instances cannot see them.
+ * A board's notes at one revision, top of the board first. `JoinBoard` returns it, and clients
+ * then apply the changes whose revision follows `revision`.
  */
-export class MemoryNoteStore implements NoteStore {
-  readonly #maxNotesPerBoard: number
-  readonly #maxBoards: number
-  /** Boards in order of their last write, least recent first. */
-  readonly #boards = new Map<string, Note[]>()
-
-  constructor ({ maxNotesPerBoard, maxBoards }: MemoryNoteStoreOptions) {
-    this.#maxNotesPerBoard = maxNotesPerBoard
-    this.#maxBoards = maxBoards
-  }
-
-  async add (note: Note): Promise<void> {
-    const notes = this.#boards.get(note.boardId) ?? []
-    notes.push(note)
-    if (notes.length > this.#maxNotesPerBoard) notes.splice(0, notes.length - this.#maxNotesPerBoard)
-
-    // Deleting and setting again moves the board to the end of the Map's insertion order.
-    this.#boards.delete(note.boardId)
-    this.#boards.set(note.boardId, notes)
-    if (this.#boards.size > this.#maxBoards) {
-      const leastRecent = this.#boards.keys().next().value!
-      this.#boards.delete(leastRecent)
-    }
-  }
-
-  async list (boardId: string): Promise<Note[]> {
-    return [...(this.#boards.get(boardId) ?? [])]
-  }
-}
-
-export interface RedisNoteStoreOptions {
-  redis: Redis
-  /** Prepended to every key, such as `notes-board:`. */
-  keyPrefix: string
-  maxNotesPerBoard: number
-  /** A board's key expires this many seconds after its last note was added. */
-  boardTtlSeconds: number
-  log: FastifyBaseLogger
-}
-
-/**
- * Keeps each board's notes in a Redis list of JSON strings under `{keyPrefix}notes:{boardId}`,
- * trimmed to the newest `maxNotesPerBoard`. Every instance that shares the Redis reads the same
- * notes.
- */
-export class RedisNoteStore implements NoteStore {
-  readonly #redis: Redis
-  readonly #keyPrefix: string
-  readonly #maxNotesPerBoard: number
-  readonly #boardTtlSeconds: number
-  readonly #log: FastifyBaseLogger
-
-  constructor ({ redis, keyPrefix, maxNotesPerBoard, boardTtlSeconds, log }: RedisNoteStoreOptions) {
-    this.#redis = redis
-    this.#keyPrefix = keyPrefix
-    this.#maxNotesPerBoard = maxNotesPerBoard
-    this.#boardTtlSeconds = boardTtlSeconds
-    this.#log = log
-  }
-
-  /** The Redis key of a board's list. The board id comes last, so no id can produce another key. */
-  keyFor (boardId: string): string {
-    return `${this.#keyPrefix}notes:${boardId}`
-  }
-
+export interface BoardSnapshot {
+  boardId: string
   /**
-   * Appends the note, trims the list and renews its expiry in one MULTI transaction, so the list
-   * never exceeds the cap, even with instances adding notes at the same time.
+   * A random id of this incarnation of the board, or null while the board does not exist. A
+   * board that expired or was evicted and is then written again gets a new epoch, so its
+   * revisions start again at 1 and clients must reload it.
    */
-  async add (note: Note): Promise<void> {
-    const key = this.keyFor(note.boardId)
-    const replies = await this.#redis.multi()
-      .rpush(key, JSON.stringify(note))
-      .ltrim(key, -this.#maxNotesPerBoard, -1)
-      .expire(key, this.#boardTtlSeconds)
-      .exec()
+  epoch: string | null
+  /** How many changes the board has had in this epoch. Each change adds exactly one. */
+  revision: number
+  notes: Note[]
+}
 
-    if (replies === null) throw new Error(`Storing a note on board "${note.boardId}" failed: Redis discarded the transaction.`)
-    for (const [err] of replies) {
-      if (err !== null) throw err
-    }
+/** The fields that every change carries, so clients can apply changes in revision order. */
+export interface BoardChange {
+  boardId: string
+  epoch: string
+  /** This change's revision: the previous revision of the board plus one. */
+  revision: number
+}
+
+/** A note was added at `index` (0 is the top of the board). */
+export interface NoteAdded extends BoardChange {
+  note: Note
+  index: number
+}
+
+/** A note's text was edited. */
+export interface NoteEdited extends BoardChange {
+  note: Note
+}
+
+/** A note now sits at `index`, counted after the move (0 is the top of the board). */
+export interface NoteMoved extends BoardChange {
+  noteId: string
+  index: number
+}
+
+export interface NoteDeleted extends BoardChange {
+  noteId: string
+}
+
+/** The fields of an edit that the hub supplies. */
+export interface NoteEdit {
+  text: string
+  editedAt: string
+  editedInstanceId: string
+}
+
+/**
+ * Storage for the notes of every board. Every change of a board gets the next revision of that
+ * board atomically, even when several instances change it at the same time.
+ */
+export interface NoteStore {
+  /** Returns the board's notes, top first; an unknown board has epoch null and revision 0. */
+  read (boardId: string): Promise<BoardSnapshot>
+  /** Adds the note at the top of its board. Throws BoardFullError at the per-board maximum. */
+  add (note: Note): Promise<NoteAdded>
+  /** Replaces the note's text. Throws NoteNotFoundError when the board has no such note. */
+  edit (boardId: string, noteId: string, edit: NoteEdit): Promise<NoteEdited>
+  /**
+   * Moves the note directly above `beforeNoteId`, or to the bottom when it is null. Throws
+   * NoteNotFoundError when either note is not on the board.
+   */
+  move (boardId: string, noteId: string, beforeNoteId: string | null): Promise<NoteMoved>
+  /** Deletes the note. Throws NoteNotFoundError when the board has no such note. */
+  delete (boardId: string, noteId: string): Promise<NoteDeleted>
+}
+
+/** Thrown when a change names a note that its board does not have. The message is for users. */
+export class NoteNotFoundError extends Error {
+  readonly boardId: string
+  readonly noteId: string
+
+  constructor (boardId: string, noteId: string) {
+    super(`Note ${noteId} is not on board "${boardId}". Someone may have deleted it.`)
+    this.name = 'NoteNotFoundError'
+    this.boardId = boardId
+    this.noteId = noteId
   }
+}
 
-  async list (boardId: string): Promise<Note[]> {
-    const key = this.keyFor(boardId)
-    const entries = await this.#redis.lrange(key, 0, -1)
-    const notes: Note[] = []
-    let invalid = 0
-    for (const entry of entries) {
-      const note = parseNote(entry)
-      if (note === undefined) invalid++
-      else notes.push(note)
-    }
-    if (invalid > 0) this.#log.warn({ key, invalid }, 'skipped stored notes that are not valid note JSON')
-    return notes
+/** Thrown when a note is added to a board that already has the maximum number of notes. */
+export class BoardFullError extends Error {
+  readonly boardId: string
+  readonly maxNotes: number
+
+  constructor (boardId: string, maxNotes: number) {
+    super(`Board "${boardId}" is full: it has ${maxNotes} notes, the maximum. Delete a note before adding another.`)
+    this.name = 'BoardFullError'
+    this.boardId = boardId
+    this.maxNotes = maxNotes
   }
 }
 
 /** Parses one stored note. Returns undefined for anything that is not a complete note. */
-function parseNote (entry: string): Note | undefined {
+export function parseNote (entry: string): Note | undefined {
   let value: unknown
   try {
     value = JSON.parse(entry)
@@ -139,13 +124,18 @@ function parseNote (entry: string): Note | undefined {
   if (typeof value !== 'object' || value === null) return undefined
 
   const fields = value as Record<string, unknown>
-  const keys = ['id', 'boardId', 'text', 'createdAt', 'instanceId'] as const
-  if (!keys.every((key) => typeof fields[key] === 'string')) return undefined
-  return {
+  const required = ['id', 'boardId', 'text', 'createdAt', 'instanceId'] as const
+  if (!required.every((key) => typeof fields[key] === 'string')) return undefined
+  const note: Note = {
     id: fields.id as string,
     boardId: fields.boardId as string,
     text: fields.text as string,
     createdAt: fields.createdAt as string,
     instanceId: fields.instanceId as string
   }
+  if (typeof fields.editedAt === 'string' && typeof fields.editedInstanceId === 'string') {
+    note.editedAt = fields.editedAt
+    note.editedInstanceId = fields.editedInstanceId
+  }
+  return note
 }

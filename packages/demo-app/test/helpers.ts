@@ -4,7 +4,8 @@ import type { FastifyInstance } from 'fastify'
 import type { TestContext } from 'node:test'
 import { buildApp } from '../src/app.js'
 import type { AppOptions } from '../src/app.js'
-import type { Note } from '../src/notes.js'
+import type { BoardChange, Note } from '../src/notes.js'
+import type { BoardPresence } from '../src/presence.js'
 import { startRedisServer } from '../../fastify-backplane/test/helpers/redis-server.js'
 import type { RedisServer } from '../../fastify-backplane/test/helpers/redis-server.js'
 
@@ -72,32 +73,72 @@ export async function connectClient (t: TestContext, app: FastifyInstance): Prom
   return connection
 }
 
-/** Collects every NoteAdded that a connection receives, and lets a test wait for a count. */
-export class NoteInbox {
-  readonly notes: Note[] = []
-  #waiters: Array<{ count: number, resolve: () => void }> = []
+/** The messages that carry board changes, in the order the hub defines them. */
+export const CHANGE_METHODS = ['NoteAdded', 'NoteEdited', 'NoteMoved', 'NoteDeleted'] as const
+export type ChangeMethod = typeof CHANGE_METHODS[number]
+
+/** One change message as a connection received it. */
+export interface ReceivedChange {
+  method: ChangeMethod
+  change: BoardChange & Record<string, unknown>
+}
+
+/**
+ * Collects the change messages and PresenceChanged messages that a connection receives, and
+ * lets a test wait for them.
+ */
+export class BoardInbox {
+  readonly changes: ReceivedChange[] = []
+  readonly presence: BoardPresence[] = []
+  #waiters: Array<() => void> = []
 
   constructor (connection: HubConnection) {
-    connection.on('NoteAdded', (note: Note) => {
-      this.notes.push(note)
-      this.#waiters = this.#waiters.filter((waiter) => {
-        if (this.notes.length < waiter.count) return true
-        waiter.resolve()
-        return false
+    for (const method of CHANGE_METHODS) {
+      connection.on(method, (change: ReceivedChange['change']) => {
+        this.changes.push({ method, change })
+        this.#notify()
       })
+    }
+    connection.on('PresenceChanged', (presence: BoardPresence) => {
+      this.presence.push(presence)
+      this.#notify()
     })
   }
 
-  /** Resolves with the notes once `count` have arrived; rejects after `timeout` ms. */
-  async waitFor (count: number, timeout = 10_000): Promise<Note[]> {
-    if (this.notes.length >= count) return this.notes
+  /** The notes of the NoteAdded messages received so far. */
+  get addedNotes (): Note[] {
+    return this.changes.filter(({ method }) => method === 'NoteAdded').map(({ change }) => change.note as Note)
+  }
+
+  /** Resolves with the changes once `count` have arrived; rejects after `timeout` ms. */
+  async waitForChanges (count: number, timeout = 10_000): Promise<ReceivedChange[]> {
+    await this.#waitUntil(() => this.changes.length >= count, timeout, () => `expected ${count} change messages, received ${this.changes.length}: ${JSON.stringify(this.changes)}`)
+    return this.changes
+  }
+
+  /** Resolves with the first PresenceChanged that satisfies `match`, waiting up to `timeout` ms. */
+  async waitForPresence (match: (presence: BoardPresence) => boolean, timeout = 10_000): Promise<BoardPresence> {
+    await this.#waitUntil(() => this.presence.some(match), timeout, () => `no matching PresenceChanged within ${timeout} ms; received ${JSON.stringify(this.presence)}`)
+    return this.presence.find(match)!
+  }
+
+  #notify (): void {
+    for (const waiter of this.#waiters) waiter()
+  }
+
+  async #waitUntil (done: () => boolean, timeout: number, describe: () => string): Promise<void> {
+    if (done()) return
     let timer: NodeJS.Timeout | undefined
-    await Promise.race([
-      new Promise<void>((resolve) => this.#waiters.push({ count, resolve })),
-      new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => reject(new Error(`expected ${count} NoteAdded messages, received ${this.notes.length} within ${timeout} ms`)), timeout)
+    let check: (() => void) | undefined
+    try {
+      await new Promise<void>((resolve, reject) => {
+        check = () => { if (done()) resolve() }
+        this.#waiters.push(check)
+        timer = setTimeout(() => reject(new Error(describe())), timeout)
       })
-    ]).finally(() => clearTimeout(timer))
-    return this.notes
+    } finally {
+      clearTimeout(timer)
+      this.#waiters = this.#waiters.filter((waiter) => waiter !== check)
+    }
   }
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
+import { get } from 'node:http'
 import { test } from 'node:test'
 import { baseUrl, startApp, startRedis } from './helpers.js'
 
@@ -55,6 +56,29 @@ test('page, script and bundle are served', async (t) => {
   const styles = await fetch(`${base}/styles.css`)
   assert.equal(styles.status, 200)
   assert.match(styles.headers.get('content-type') ?? '', /^text\/css/)
+
+  // Static files are revalidated with an ETag, so a deploy never leaves a stale script behind.
+  // node:http, because fetch adds "cache-control: no-cache" to conditional requests.
+  const etag = page.headers.get('etag')
+  assert.ok(etag !== null, 'the page has an ETag')
+  const revalidated = await new Promise<number | undefined>((resolve, reject) => {
+    get(`${base}/`, { headers: { 'if-none-match': etag } }, (response) => {
+      response.resume()
+      resolve(response.statusCode)
+    }).on('error', reject)
+  })
+  assert.equal(revalidated, 304)
+})
+
+test('responses carry security headers', async (t) => {
+  const app = await startApp(t)
+  for (const path of ['/', '/app.js', '/healthz']) {
+    const response = await fetch(baseUrl(app) + path)
+    assert.equal(response.headers.get('content-security-policy'),
+      "default-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'", path)
+    assert.equal(response.headers.get('x-content-type-options'), 'nosniff', path)
+    assert.equal(response.headers.get('referrer-policy'), 'no-referrer', path)
+  }
 })
 
 test('instance route and plain hub request', async (t) => {

@@ -76,7 +76,7 @@ test('server entry serves and stops on SIGTERM', { timeout: 60_000 }, async (t) 
     .build()
   cleanUpAtEnd(t, () => client.stop())
   await client.start()
-  assert.deepEqual(await client.invoke('JoinBoard', 'shutdown'), [])
+  assert.deepEqual(await client.invoke('JoinBoard', 'shutdown'), { boardId: 'shutdown', epoch: null, revision: 0, notes: [] })
   const clientClosed = new Promise<void>((resolve) => client.onclose(() => resolve()))
 
   const exited = once(server.child, 'exit')
