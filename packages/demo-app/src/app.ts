@@ -138,30 +138,47 @@ export async function buildApp (options: AppOptions = {}): Promise<FastifyInstan
 }
 
 function registerRoutes (app: FastifyInstance, instanceId: string): void {
-  app.get('/healthz', {
-    schema: {
-      response: {
-        200: {
-          type: 'object',
-          properties: {
-            status: { type: 'string', enum: ['ok', 'degraded'] },
-            instanceId: { type: 'string' },
-            transport: { type: 'string' },
-            redisConnected: { type: 'boolean' }
-          }
+  const healthSchema = {
+    type: 'object',
+    properties: {
+      status: { type: 'string', enum: ['ok', 'degraded'] },
+      instanceId: { type: 'string' },
+      transport: { type: 'string' },
+      redisConnected: { type: 'boolean' },
+      backplane: {
+        type: 'object',
+        properties: {
+          state: { type: 'string' },
+          healthy: { type: 'boolean' },
+          subscribedChannels: { type: 'integer' },
+          sinceLastMessage: { type: ['number', 'null'] },
+          probeRoundTrip: { type: ['number', 'null'] },
+          failedProbes: { type: 'integer' }
         }
       }
     }
-  }, async () => {
-    const usesRedis = app.backplane.transport === 'redis'
-    const redisConnected = usesRedis && app.backplane.connected
-    // Always 200: each instance still serves its own clients while Redis is down, so a load
-    // balancer gains nothing by dropping it. Monitors can alert on `status`.
+  }
+  app.get('/healthz', { schema: { response: { 200: healthSchema, 503: healthSchema } } }, async (_request, reply) => {
+    const health = app.backplane.health()
+    const usesRedis = health.transport !== 'in-process'
+    // 503 while Redis is configured but messages do not make the round trip: this instance's
+    // clients would miss every other instance's notes, so a load balancer should send new
+    // clients elsewhere. Its existing clients keep working locally.
+    const degraded = usesRedis && !health.healthy
+    reply.code(degraded ? 503 : 200)
     return {
-      status: usesRedis && !redisConnected ? 'degraded' : 'ok',
+      status: degraded ? 'degraded' : 'ok',
       instanceId,
-      transport: app.backplane.transport,
-      redisConnected
+      transport: health.transport,
+      redisConnected: usesRedis && app.backplane.connected,
+      backplane: {
+        state: health.state,
+        healthy: health.healthy,
+        subscribedChannels: health.subscribedChannels,
+        sinceLastMessage: health.sinceLastMessage,
+        probeRoundTrip: health.probeRoundTrip,
+        failedProbes: health.failedProbes
+      }
     }
   })
 

@@ -141,6 +141,7 @@ export class Backplane {
   #lastProbeAt: number | undefined
   #lastMessageAt: number | undefined
   #failedProbes = 0
+  #startedAt = Date.now()
 
   constructor (settings: BackplaneSettings) {
     this.instanceId = settings.instanceId
@@ -173,6 +174,7 @@ export class Backplane {
    */
   async start (): Promise<void> {
     await this.#acquire(this.#channels.instance(this.#origin))
+    this.#startedAt = Date.now()
     this.#healthTimer = setInterval(() => this.#checkHealth(), this.#settings.healthCheckInterval)
     this.#healthTimer.unref()
     this.#checkHealth()
@@ -180,8 +182,9 @@ export class Backplane {
 
   /** Reports the transport's state and the last probe's round trip. */
   health (now = Date.now()): BackplaneHealth {
+    // Right after start the first probe may still be on its way, which is not a failure.
     const staleAfter = 2 * this.#settings.healthCheckInterval
-    const probed = this.#lastProbeAt !== undefined && now - this.#lastProbeAt <= staleAfter
+    const probed = now - (this.#lastProbeAt ?? this.#startedAt) <= staleAfter
     let state: BackplaneHealth['state'] = 'connected'
     if (this.#closed) state = 'closed'
     else if (!this.#transport.connected) state = 'reconnecting'
@@ -450,25 +453,32 @@ export class Backplane {
       return
     }
 
-    switch (envelope.type) {
-      case 'invocation':
-        this.#receiveInvocation(envelope)
-        break
-      case 'group':
-        void this.#receiveGroupCommand(envelope)
-        break
-      case 'client-invocation':
-        void this.#receiveClientInvocation(envelope)
-        break
-      case 'presence':
-        this.#receivePresenceQuery(envelope)
-        break
-      case 'probe':
-        this.#receiveProbe(envelope)
-        break
-      case 'reply':
-        this.#pendingReplies.get(envelope.requestId)?.(envelope)
-        break
+    // decodeEnvelope checks the framing, not every field, so a malformed envelope from Redis
+    // can throw here. It is dropped, because a throw from the subscriber's event would crash
+    // the process.
+    try {
+      switch (envelope.type) {
+        case 'invocation':
+          this.#receiveInvocation(envelope)
+          break
+        case 'group':
+          void this.#receiveGroupCommand(envelope)
+          break
+        case 'client-invocation':
+          void this.#receiveClientInvocation(envelope)
+          break
+        case 'presence':
+          this.#receivePresenceQuery(envelope)
+          break
+        case 'probe':
+          this.#receiveProbe(envelope)
+          break
+        case 'reply':
+          this.#pendingReplies.get(envelope.requestId)?.(envelope)
+          break
+      }
+    } catch (err) {
+      this.#warnings.warn('envelope-malformed', { err, channel }, 'dropped a malformed backplane message')
     }
   }
 
