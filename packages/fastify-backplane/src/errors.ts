@@ -1,4 +1,5 @@
 import createError from '@fastify/error'
+import { HubException } from './hub/hub-exception.js'
 
 // Every error this package raises. Messages name the bad value and the fix; codes are stable,
 // so callers and tests match on `code`, never on message text.
@@ -164,4 +165,94 @@ export const SlowClientError = createError<[number, number]>(
   'FST_BACKPLANE_SLOW_CLIENT',
   'The client left %d bytes unread, more than maximumOutgoingBufferSize (%d bytes). It is closed so that it cannot grow server memory; it may reconnect.',
   503
+)
+
+// Errors of the hub's security checks. Those with HubException as their base reach the client
+// with their code and message, because they describe the client's own request.
+
+export const OriginNotAllowedError = createError<[string, string]>(
+  'FST_BACKPLANE_ORIGIN_NOT_ALLOWED',
+  'Origin "%s" is not allowed to connect to hub %s. Add it to the hub\'s allowedOrigins option, or serve the page from the hub\'s own origin.',
+  403
+)
+
+export const TooManyConnectionsError = createError<[string, number]>(
+  'FST_BACKPLANE_TOO_MANY_CONNECTIONS',
+  'Hub %s already has %d connections on this instance, its maximumConnections limit. Retry later or on another instance; the operator can raise maximumConnections.',
+  503
+)
+
+export const TooManyConnectionsFromAddressError = createError<[string, number, string]>(
+  'FST_BACKPLANE_TOO_MANY_CONNECTIONS_FROM_ADDRESS',
+  'Client address %s already has %d connections to hub %s, its maximumConnectionsPerIp limit. Close another connection first; the operator can raise maximumConnectionsPerIp.',
+  429
+)
+
+export const InvocationRateLimitedError = createError<[number]>(
+  'FST_BACKPLANE_RATE_LIMITED',
+  'The connection exceeded %d invocations per second, the hub\'s maximumInvocationsPerSecond limit. Wait before invoking again.',
+  429,
+  HubException as unknown as ErrorConstructor
+)
+
+export const RateLimitClosedError = createError<[number, number]>(
+  'FST_BACKPLANE_RATE_LIMIT_CLOSED',
+  'The connection sent %d invocations over its limit of %d per second without pausing, so the server closed it. Send fewer invocations, then reconnect.',
+  429,
+  HubException as unknown as ErrorConstructor
+)
+
+export const TooManyUploadStreamsError = createError<[number, number, number]>(
+  'FST_BACKPLANE_TOO_MANY_UPLOAD_STREAMS',
+  'The invocation opens %d upload streams while %d are open, over the limit of %d per connection (maximumUploadStreamsPerClient). Complete open streams first.',
+  429,
+  HubException as unknown as ErrorConstructor
+)
+
+export const TooManyGroupsError = createError<[string, number]>(
+  'FST_BACKPLANE_TOO_MANY_GROUPS',
+  'Cannot join group %s: the connection is already in %d groups, the hub\'s maximumGroupsPerClient limit. Leave a group first.',
+  429,
+  HubException as unknown as ErrorConstructor
+)
+
+export const GroupForbiddenError = createError<[string]>(
+  'FST_BACKPLANE_GROUP_FORBIDDEN',
+  'Joining group %s is not allowed for this connection: the hub\'s authorizeGroup option did not return true.',
+  403,
+  HubException as unknown as ErrorConstructor
+)
+
+export const InvocationForbiddenError = createError<[string, string]>(
+  'FST_BACKPLANE_INVOCATION_FORBIDDEN',
+  'Hub %s denied an invocation of "%s": its authorize option did not return true.',
+  403
+)
+
+export const InvalidArgumentsError = createError<[string, string, string]>(
+  'FST_BACKPLANE_INVALID_ARGUMENTS',
+  'Invalid arguments for %s: %s %s. Send arguments that match the method\'s schema.',
+  400,
+  HubException as unknown as ErrorConstructor
+)
+
+export const IdTooLongError = createError<[string, number, number]>(
+  'FST_BACKPLANE_ID_TOO_LONG',
+  '%s of %d characters exceeds the hub\'s maximumInvocationIdLength of %d. Use shorter ids; official SignalR clients send short counters.',
+  400,
+  HubException as unknown as ErrorConstructor
+)
+
+export const MethodNameTooLongError = createError<[number, number]>(
+  'FST_BACKPLANE_METHOD_NAME_TOO_LONG',
+  'A method name of %d characters exceeds the hub\'s maximumMethodNameLength of %d, so no hub method has it. Check the method name.',
+  400,
+  HubException as unknown as ErrorConstructor
+)
+
+export const InvalidUtf8Error = createError(
+  'FST_BACKPLANE_INVALID_UTF8',
+  'A JSON hub message is not valid UTF-8. Encode JSON messages as UTF-8.',
+  400,
+  ProtocolError as unknown as ErrorConstructor
 )

@@ -17,6 +17,7 @@ export type { Backplane, BackplaneHealth, BroadcastFunction, HubContext, Presenc
 export type { BroadcastOptions } from './backplane/targets.js'
 export type { ClientMethodMap, ClientMethods, ClientProxy, HubClients, SingleClientProxy } from './backplane/clients.js'
 export type { BackplaneBaseOptions, BackplaneOptions, RedisClusterOption } from './backplane/options.js'
-export type { CallerClients, HubAuthenticate, HubConnectionContext, HubConnectionGroups, HubMethod, HubOptions } from './hub/options.js'
+export type { CallerClients, HubAuthenticate, HubAuthorize, HubAuthorizeGroup, HubConnectionContext, HubConnectionGroups, HubMethod, HubMethodDefinition, HubOptions } from './hub/options.js'
+export type { HubOriginCheck } from './hub/origin.js'
 export type { HubMessage, HubMessageReader, HubProtocol } from './protocol/messages.js'
 export type { Transport } from './transport/transport.js'

@@ -15,7 +15,7 @@ export interface BackplaneBaseOptions {
    * this process. The plugin never reads environment variables itself.
    * @default undefined (in-process delivery)
    */
-  redis?: string | RedisOptions | Redis
+  redis?: string | RedisOptions | Redis | undefined
   /**
    * A Redis Cluster, in place of `redis`: its nodes as `redis://` or `rediss://` URLs (user,
    * password and TLS apply to every node) with optional ioredis cluster options, or an ioredis
@@ -23,61 +23,61 @@ export interface BackplaneBaseOptions {
    * sharded pub/sub (SPUBLISH and SSUBSCRIBE), so throughput grows with the number of shards.
    * @default undefined
    */
-  redisCluster?: RedisClusterOption
+  redisCluster?: RedisClusterOption | undefined
   /**
    * Prefix of every channel name. Redis pub/sub ignores the database number, so apps that
    * share one Redis must use different prefixes.
    * @default 'fastify-backplane:'
    */
-  channelPrefix?: string
+  channelPrefix?: string | undefined
   /**
    * Whether to verify the Redis server's TLS certificate. Set it to `false` for Heroku
    * Key-Value Store, whose certificates are self-signed; it affects this plugin's Redis
    * connections only, never the rest of the process.
    * @default true
    */
-  redisRejectUnauthorized?: boolean
+  redisRejectUnauthorized?: boolean | undefined
   /**
    * Identifies this instance in envelopes and logs. Two live instances must never share one.
    * @default a random UUID
    */
-  instanceId?: string
+  instanceId?: string | undefined
   /**
    * The bus that in-process delivery uses. Pass one bus to several Fastify instances in one
    * process to let them reach each other without Redis.
    * @default a new bus for this instance
    */
-  inProcessBus?: InProcessBus
+  inProcessBus?: InProcessBus | undefined
   /**
    * How long adding or removing a connection of another instance to or from a group waits for
    * that instance to acknowledge, in milliseconds.
    * @default 30000
    */
-  groupCommandTimeout?: number
+  groupCommandTimeout?: number | undefined
   /**
    * How long a presence count waits for the other instances to report, in milliseconds.
    * @default 2000
    */
-  presenceTimeout?: number
+  presenceTimeout?: number | undefined
   /**
    * How long `clients.client(id).invoke()` waits for a result from a connection on another
    * instance, in milliseconds.
    * @default 30000
    */
-  clientResultTimeout?: number
+  clientResultTimeout?: number | undefined
   /**
    * How often the instance sends a probe to itself through the transport, in milliseconds. A
    * probe unanswered by the next check marks the connections unresponsive and reopens them,
    * which detects half-open TCP connections and frozen servers.
    * @default 5000
    */
-  healthCheckInterval?: number
+  healthCheckInterval?: number | undefined
   /**
    * How long closing waits for Redis to acknowledge QUIT before dropping the connections, in
    * milliseconds.
    * @default 5000
    */
-  closeTimeout?: number
+  closeTimeout?: number | undefined
 }
 
 /** Cluster nodes and options, or a Cluster client that the app already has. */
@@ -89,7 +89,7 @@ export type RedisClusterOption = { nodes: string[], options?: ClusterOptions } |
  */
 export type BackplaneOptions = BackplaneBaseOptions & (
   | { redisCluster?: undefined }
-  | { redis?: '', redisCluster: RedisClusterOption }
+  | { redis?: '' | undefined, redisCluster: RedisClusterOption }
 )
 
 /** The options after validation, with every default applied. */

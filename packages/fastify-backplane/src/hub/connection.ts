@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import type { Socket } from 'node:net'
 import type { RawData, WebSocket } from 'ws'
 import {
   ClientDisconnectedError,
@@ -17,10 +18,12 @@ import { PendingClientResults } from './client-results.js'
 import type { Hub } from './hub.js'
 import { InvocationRunner } from './invocations.js'
 import type { HubConnectionContext } from './options.js'
+import { closeFrameFor } from './rejections.js'
+import { encodeWebSocketFrame } from './websocket-frame.js'
 import * as wire from './wire-errors.js'
 
-/** How long a connection closed for a full send buffer gets to take its Close before it is dropped. */
-const OVERFLOW_GRACE_MS = 1000
+/** How long a connection closed for a full send buffer gets to read its Close before it is dropped. */
+const OVERFLOW_GRACE_MS = 5000
 
 /** Options of `HubConnection.close()`, which become the protocol's Close message. */
 export interface CloseOptions {
@@ -30,6 +33,8 @@ export interface CloseOptions {
   allowReconnect?: boolean
   /** The WebSocket close code. */
   code?: number
+  /** The WebSocket close reason, at most 123 bytes; the security checks put their error code here. */
+  reason?: string
   /** The error to log and hand to `onDisconnected`. */
   cause?: Error
 }
@@ -66,6 +71,9 @@ export class HubConnection {
   readonly #clientResults: PendingClientResults
   #handshakeTimer: NodeJS.Timeout | undefined
   #closeError: Error | undefined
+  #queued: Buffer[] = []
+  #queuedBytes = 0
+  #queuedCallbacks: Array<(err?: Error) => void> = []
   readonly #closeListeners: Array<() => void> = []
 
   constructor (hub: Hub, socket: WebSocket, request: FastifyRequest, identity: ConnectionIdentity) {
@@ -89,30 +97,70 @@ export class HubConnection {
   }
 
   /**
-   * Writes an already-encoded frame, such as a broadcast shared by many connections. A client
-   * that lets more than `maximumOutgoingBufferSize` bytes pile up is closed instead, so that
-   * one slow reader cannot grow server memory.
+   * Queues an encoded hub message for this connection, framed for the WebSocket here. Queued
+   * frames go out together at the end of the event-loop turn, in the order they were queued.
    */
   sendFrame (frame: Buffer | string, callback?: (err?: Error) => void): void {
+    const payload = typeof frame === 'string' ? Buffer.from(frame, 'utf8') : frame
+    this.sendWebSocketFrame(encodeWebSocketFrame(payload, this.protocol?.transferFormat === 'binary'), callback)
+  }
+
+  /**
+   * Queues a complete WebSocket frame, such as a broadcast framed once for many connections. A
+   * client that leaves more than `maximumOutgoingBufferSize` written bytes unread is closed
+   * instead, so that one slow reader cannot grow server memory.
+   */
+  sendWebSocketFrame (frame: Buffer, callback?: (err?: Error) => void): void {
     if (this.#state !== 'connected') {
       callback?.()
       return
     }
+    // Only bytes written in earlier turns count: they show the client is not reading. What this
+    // turn queued is bounded by what the app sends in one turn.
     if (this.#socket.bufferedAmount > this.#hub.options.maximumOutgoingBufferSize) {
       this.#closeSlowClient()
       callback?.(new SlowClientError(this.#socket.bufferedAmount, this.#hub.options.maximumOutgoingBufferSize))
       return
     }
-    this.lastSentAt = Date.now()
-    this.#socket.send(frame, { binary: this.protocol?.transferFormat === 'binary' }, callback)
+    this.#queue(frame, callback)
+  }
+
+  /** Bytes queued here and in the socket, not yet handed to the network. */
+  get bufferedAmount (): number {
+    return this.#socket.bufferedAmount + this.#queuedBytes
   }
 
   /** Whether the socket has enough queued that a result stream should wait for it to drain. */
   get congested (): boolean {
-    return this.#socket.bufferedAmount > this.#hub.options.maximumOutgoingBufferSize / 2
+    return this.bufferedAmount > this.#hub.options.maximumOutgoingBufferSize / 2
   }
 
-  /** Encodes a message with this connection's protocol and writes it. */
+  /** Writes every queued frame in one call. The hub's flush scheduler calls it once per turn. */
+  flush (): void {
+    if (this.#queued.length === 0) return
+    const data = this.#queued.length === 1 ? this.#queued[0]! : Buffer.concat(this.#queued, this.#queuedBytes)
+    const callbacks = this.#queuedCallbacks
+    this.#queued = []
+    this.#queuedBytes = 0
+    this.#queuedCallbacks = []
+    this.lastSentAt = Date.now()
+
+    const raw = rawSocket(this.#socket)
+    if (raw === undefined || raw.destroyed) {
+      for (const callback of callbacks) callback(new Error('the socket is closed'))
+      return
+    }
+    raw.write(data, callbacks.length === 0 ? undefined : (err) => { for (const callback of callbacks) callback(err ?? undefined) })
+  }
+
+  #queue (frame: Buffer, callback: ((err?: Error) => void) | undefined): void {
+    this.#queued.push(frame)
+    this.#queuedBytes += frame.length
+    if (callback !== undefined) this.#queuedCallbacks.push(callback)
+    if (this.#queued.length === 1) this.#hub.flushScheduler.schedule(this)
+  }
+
+  /** Encodes a message with this connection's protocol and queues it; settles once it is written. */
   sendMessage (message: HubMessage): Promise<void> {
     const frame = this.protocol!.writeMessage(message)
     return new Promise((resolve, reject) => {
@@ -173,7 +221,7 @@ export class HubConnection {
   }
 
   /** Sends a Close message, then closes the WebSocket. Does nothing once closing has begun. */
-  close ({ error, allowReconnect, code = 1000, cause }: CloseOptions = {}): void {
+  close ({ error, allowReconnect, code = 1000, reason, cause }: CloseOptions = {}): void {
     if (this.#state === 'closing' || this.#state === 'closed') return
     const wasConnected = this.#state === 'connected'
     this.#state = 'closing'
@@ -183,16 +231,18 @@ export class HubConnection {
       const message: HubMessage = { type: MessageType.Close }
       if (error !== undefined) message.error = error
       if (allowReconnect === true) message.allowReconnect = true
-      // Written past the send buffer cap on purpose: the Close is the last frame.
-      this.#socket.send(this.protocol!.writeMessage(message), { binary: this.protocol!.transferFormat === 'binary' })
+      // Queued past the send buffer cap on purpose, after everything queued before it, because
+      // the Close is the last frame; the WebSocket close frame follows it.
+      this.#queue(encodeWebSocketFrame(this.protocol!.writeMessage(message), this.protocol!.transferFormat === 'binary'), undefined)
     }
-    this.#socket.close(code)
+    this.flush()
+    this.#socket.close(code, reason)
   }
 
   #closeSlowClient (): void {
     if (this.#state !== 'connected') return
-    const err = new SlowClientError(this.#socket.bufferedAmount, this.#hub.options.maximumOutgoingBufferSize)
-    this.log.warn({ err, bufferedAmount: this.#socket.bufferedAmount }, 'hub connection closed because the client does not read fast enough')
+    const err = new SlowClientError(this.bufferedAmount, this.#hub.options.maximumOutgoingBufferSize)
+    this.log.warn({ err, bufferedAmount: this.bufferedAmount }, 'hub connection closed because the client does not read fast enough')
     this.close({ error: wire.connectionClosedWithError(err, this.#hub.options.enableDetailedErrors), allowReconnect: true, cause: err })
     // A client that reads nothing will not take part in the closing handshake either.
     setTimeout(() => this.#socket.terminate(), OVERFLOW_GRACE_MS).unref()
@@ -297,7 +347,8 @@ export class HubConnection {
     this.close({
       error: wire.connectionClosedWithError(coded, this.#hub.options.enableDetailedErrors),
       allowReconnect: true,
-      cause: coded
+      cause: coded,
+      ...closeFrameFor(coded)
     })
   }
 
@@ -339,6 +390,11 @@ export class HubConnection {
     this.#hub.connectionClosed(this, wasConnected, this.#closeError)
     for (const listener of this.#closeListeners.splice(0)) listener()
   }
+}
+
+/** The TCP socket under a `ws` WebSocket, which ws keeps in its `_socket` field. */
+function rawSocket (socket: WebSocket): Socket | undefined {
+  return (socket as unknown as { _socket?: Socket })._socket
 }
 
 function toBuffer (data: RawData): Buffer {

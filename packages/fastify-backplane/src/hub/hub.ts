@@ -7,6 +7,7 @@ import { ClientTimeoutError } from '../errors.js'
 import { MessageType } from '../protocol/messages.js'
 import type { HubProtocol } from '../protocol/messages.js'
 import { HubConnection } from './connection.js'
+import { encodeWebSocketFrame, FlushScheduler } from './websocket-frame.js'
 import type { ConnectionIdentity } from './connection.js'
 import { ClientDisconnectedError } from '../errors.js'
 import type { HubConnectionContext, HubMethod, ResolvedHubOptions } from './options.js'
@@ -30,6 +31,8 @@ export class Hub implements LocalHub {
   readonly #groups = new Map<string, Set<HubConnection>>()
   readonly #users = new Map<string, Set<HubConnection>>()
   readonly #pingFrames: Map<string, Buffer>
+  /** Writes each connection's queued frames once per event-loop turn. */
+  readonly flushScheduler = new FlushScheduler()
   #hubContext: HubContext | undefined
   #closing: Promise<void> | undefined
   #keepAliveTimer: NodeJS.Timeout | undefined
@@ -83,12 +86,20 @@ export class Hub implements LocalHub {
     return group === undefined ? this.#connections.size : (this.#groups.get(group)?.size ?? 0)
   }
 
+  /** Writes a broadcast to its local recipients, framed for the WebSocket once per protocol. */
   deliver (target: Target, frames: ReadonlyMap<string, Buffer>, except: ReadonlySet<string>): void {
+    const webSocketFrames = new Map<HubProtocol, Buffer | undefined>()
     for (const connection of this.#recipients(target)) {
       if (except.has(connection.id)) continue
-      const frame = frames.get(connection.protocol!.name)
-      if (frame !== undefined) connection.sendFrame(frame)
-      else connection.log.warn({ protocol: connection.protocol!.name }, 'broadcast carries no frame for this connection\'s protocol')
+      const protocol = connection.protocol!
+      let frame = webSocketFrames.get(protocol)
+      if (frame === undefined && !webSocketFrames.has(protocol)) {
+        const payload = frames.get(protocol.name)
+        frame = payload === undefined ? undefined : encodeWebSocketFrame(payload, protocol.transferFormat === 'binary')
+        webSocketFrames.set(protocol, frame)
+      }
+      if (frame !== undefined) connection.sendWebSocketFrame(frame)
+      else connection.log.warn({ protocol: protocol.name }, 'broadcast carries no frame for this connection\'s protocol')
     }
   }
 

@@ -1,17 +1,25 @@
 import { randomBytes } from 'node:crypto'
+import type { Socket } from 'node:net'
+import type { WebSocket } from 'ws'
 import fastifyWebsocket from '@fastify/websocket'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+import { ThrottledWarnings } from '../backplane/throttled-log.js'
 import {
   ConnectionTokenReusedError,
+  OriginNotAllowedError,
+  TooManyConnectionsError,
+  TooManyConnectionsFromAddressError,
   UnauthorizedError,
   WebSocketsOnlyError
 } from '../errors.js'
 import type { ConnectionIdentity } from './connection.js'
 import { ConnectionTokens } from './connection-token.js'
-import { Hub } from './hub.js'
+import { GuardedHub } from './guarded-hub.js'
+import { addressKey, ConnectionLimiter } from './limits.js'
 import { resolveHubOptions } from './options.js'
 import type { HubOptions, ResolvedHubOptions } from './options.js'
+import { isOriginAllowed, ownOrigin } from './origin.js'
 
 /**
  * Registers a WebSocket-only SignalR hub: the hub route, and `{path}/negotiate` for clients
@@ -20,7 +28,9 @@ import type { HubOptions, ResolvedHubOptions } from './options.js'
  */
 async function hubPlugin (fastify: FastifyInstance, options: HubOptions): Promise<void> {
   const settings = resolveHubOptions(options)
-  const hub = new Hub(settings, fastify.backplane, fastify.log)
+  const hub = new GuardedHub(settings, fastify.backplane, fastify.log)
+  const limiter = new ConnectionLimiter(settings.maximumConnections, settings.maximumConnectionsPerIp)
+  const limitWarnings = new ThrottledWarnings(fastify.log)
   const tokens = new ConnectionTokens(settings.negotiateSecret ?? randomBytes(32).toString('hex'), settings.name, settings.connectionTokenLifetime)
   let warnedAboutSecret = false
   const identities = new WeakMap<FastifyRequest, ConnectionIdentity>()
@@ -31,11 +41,41 @@ async function hubPlugin (fastify: FastifyInstance, options: HubOptions): Promis
     await hub.close()
   })
   if (!fastify.hasDecorator('websocketServer')) {
-    // Compression off: per-message deflate costs CPU and memory for every socket. A frame may
-    // batch several messages, so its limit is a multiple of the message limit.
+    // Compression off: per-message deflate costs CPU and memory for every socket.
     await fastify.register(fastifyWebsocket, {
-      options: { perMessageDeflate: false, maxPayload: Math.max(1024 * 1024, 4 * settings.maximumReceiveMessageSize) }
+      options: { perMessageDeflate: false, maxPayload: settings.maximumWebSocketMessageSize },
+      errorHandler: logWebSocketError
     })
+  } else {
+    warnAboutWebSocketServer(fastify, settings)
+  }
+
+  // Runs before the body is read and before authentication, so that cross-site requests and
+  // requests over a limit cost as little as possible.
+  const admit = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (!await isOriginAllowed(settings.allowedOrigins, request)) {
+      const err = new OriginNotAllowedError(String(request.headers.origin), settings.path)
+      request.log.info({ err, hub: settings.name, origin: request.headers.origin, ownOrigin: ownOrigin(request) }, 'hub rejected a request from another origin')
+      await reply.code(403).send(err)
+      return
+    }
+    // Only upgrade requests open a connection; plain requests get 400 from the handler.
+    if (request.ws !== true) return
+
+    const reservation = limiter.reserve(request.ip ?? '')
+    if (typeof reservation === 'function') {
+      // After an upgrade the raw socket is the WebSocket's, so its close ends the connection
+      // whether or not the upgrade happened.
+      const socket = request.raw.socket as Socket | undefined
+      if (socket === undefined || socket.destroyed) reservation()
+      else socket.once('close', reservation)
+      return
+    }
+    const err = reservation === 'instance'
+      ? new TooManyConnectionsError(settings.path, settings.maximumConnections)
+      : new TooManyConnectionsFromAddressError(addressKey(request.ip ?? ''), settings.maximumConnectionsPerIp, settings.path)
+    limitWarnings.warn(err.code, { err, hub: settings.name }, 'hub rejected a connection over its limit')
+    await reply.code(reservation === 'instance' ? 503 : 429).send(err)
   }
 
   // One route serves both: @fastify/websocket hands upgrades to wsHandler and plain HTTP
@@ -44,6 +84,7 @@ async function hubPlugin (fastify: FastifyInstance, options: HubOptions): Promis
   fastify.route({
     method: 'GET',
     url: settings.path,
+    onRequest: admit,
     preValidation: async (request, reply) => {
       const userId = await authenticate(settings, request, reply)
       if (userId === false) return
@@ -58,7 +99,7 @@ async function hubPlugin (fastify: FastifyInstance, options: HubOptions): Promis
   // Long polling sends with POST and stops with DELETE; neither is offered here.
   fastify.route({ method: ['POST', 'DELETE'], url: settings.path, handler: rejectWithoutUpgrade(settings) })
 
-  fastify.post(`${settings.path}/negotiate`, async (request, reply) => {
+  fastify.post(`${settings.path}/negotiate`, { onRequest: admit }, async (request, reply) => {
     const userId = await authenticate(settings, request, reply)
     if (userId === false) return reply
     if (settings.negotiateSecret === undefined && !warnedAboutSecret) {
@@ -79,6 +120,32 @@ async function hubPlugin (fastify: FastifyInstance, options: HubOptions): Promis
 
   await hub.start()
   fastify.log.info({ hub: settings.name, path: settings.path }, 'hub ready')
+  if (settings.allowedOrigins.kind === 'same-origin') {
+    fastify.log.info({ hub: settings.name }, 'hub accepts browser connections from its own origin only; set allowedOrigins to allow pages on other origins')
+  }
+}
+
+/**
+ * Logs an error of an open WebSocket and drops the socket, as `@fastify/websocket` does by
+ * default. Errors that the client caused are logged at info level, so that a client cannot fill
+ * the error log. For those, ws has already sent the close code (1002, 1007 or 1009).
+ */
+function logWebSocketError (error: Error, socket: WebSocket, request: FastifyRequest): void {
+  const code = (error as { code?: unknown }).code
+  const causedByClient = typeof code === 'string' && (code.startsWith('WS_ERR_') || code === 'ECONNRESET' || code === 'EPIPE')
+  request.log[causedByClient ? 'info' : 'error']({ err: error }, 'hub WebSocket failed')
+  socket.terminate()
+}
+
+/**
+ * Warns when the app's own `@fastify/websocket` buffers larger messages than the hub allows,
+ * because the hub cannot change that server's `maxPayload`.
+ */
+function warnAboutWebSocketServer (fastify: FastifyInstance, settings: ResolvedHubOptions): void {
+  const maxPayload = (fastify.websocketServer.options as { maxPayload?: number }).maxPayload
+  if (maxPayload === undefined || maxPayload > settings.maximumWebSocketMessageSize) {
+    fastify.log.warn({ hub: settings.name, maxPayload, maximumWebSocketMessageSize: settings.maximumWebSocketMessageSize }, 'the app registered @fastify/websocket with a maxPayload above the hub\'s maximumWebSocketMessageSize, so one WebSocket message can hold that much memory; pass options: { maxPayload } when registering it')
+  }
 }
 
 /**

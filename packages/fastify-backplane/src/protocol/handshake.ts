@@ -1,9 +1,17 @@
+import { isUtf8 } from 'node:buffer'
 import { HandshakeError } from '../errors.js'
 import type { HandshakeRequest } from './messages.js'
 import { RECORD_SEPARATOR_CHAR } from './record-separator.js'
 
+/**
+ * The maximum length of a protocol name in a handshake. Known names are short ("json",
+ * "messagepack"), and the rejection text repeats the name to the client.
+ */
+const MAXIMUM_PROTOCOL_NAME_LENGTH = 64
+
 /** Parses the JSON handshake request, whatever protocol the client then asks for. */
 export function parseHandshakeRequest (record: Buffer): HandshakeRequest {
+  if (!isUtf8(record)) throw new HandshakeError('the handshake request is not valid UTF-8')
   let value: unknown
   try {
     value = JSON.parse(record.toString('utf8'))
@@ -17,6 +25,9 @@ export function parseHandshakeRequest (record: Buffer): HandshakeRequest {
   const { protocol, version } = value as Record<string, unknown>
   if (typeof protocol !== 'string') {
     throw new HandshakeError("missing required string property 'protocol'")
+  }
+  if (protocol.length > MAXIMUM_PROTOCOL_NAME_LENGTH) {
+    throw new HandshakeError(`property 'protocol' has ${protocol.length} characters, more than the ${MAXIMUM_PROTOCOL_NAME_LENGTH} a protocol name may have`)
   }
   if (typeof version !== 'number' || !Number.isInteger(version)) {
     throw new HandshakeError("missing required integer property 'version'")

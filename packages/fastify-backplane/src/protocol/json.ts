@@ -1,4 +1,7 @@
-import { ProtocolError } from '../errors.js'
+import { isUtf8 } from 'node:buffer'
+import secureJson from 'secure-json-parse'
+import { InvalidUtf8Error, ProtocolError } from '../errors.js'
+import { describeValue, readHeaders, readStreamIds, requireMessageType } from './fields.js'
 import { MessageType } from './messages.js'
 import type { HubMessage, HubMessageReader, HubProtocol } from './messages.js'
 import { RECORD_SEPARATOR_CHAR, RecordSeparatorSplitter } from './record-separator.js'
@@ -34,73 +37,94 @@ export const jsonHubProtocol: HubProtocol = {
 /**
  * Parses and validates one JSON hub message. Returns undefined for message types this server
  * does not use (Ack, Sequence and types added by later protocol revisions), which the
- * protocol allows receivers to ignore.
+ * protocol allows receivers to ignore. Every field is checked for its type, and a message
+ * with a `__proto__` key, or a `constructor` key holding `prototype`, is rejected, as
+ * Fastify's JSON body parser rejects it by default.
  */
 export function parseJsonMessage (record: Buffer): HubMessage | undefined {
+  // Text frames arrive checked by ws, but a client may send JSON in binary frames, and
+  // Buffer#toString would silently replace invalid bytes.
+  if (!isUtf8(record)) throw new InvalidUtf8Error()
   let value: unknown
   try {
-    value = JSON.parse(record.toString('utf8'))
-  } catch {
-    throw new ProtocolError('a message is not valid JSON')
+    value = secureJson.parse(record.toString('utf8'), null, { protoAction: 'error', constructorAction: 'error' })
+  } catch (err) {
+    const forbidden = err instanceof SyntaxError && err.message.includes('forbidden prototype property')
+    throw new ProtocolError(forbidden ? 'a message contains a forbidden __proto__ or constructor.prototype key' : 'a message is not valid JSON')
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new ProtocolError('a message is not a JSON object')
   }
 
   const fields = value as Record<string, unknown>
-  switch (fields.type) {
+  if (fields.type === undefined) throw new ProtocolError("missing required property 'type'")
+  const type = requireMessageType(fields.type)
+  switch (type) {
     case MessageType.Invocation:
-      return {
+      return withOptionalFields({
         type: MessageType.Invocation,
         target: requireString(fields, 'target'),
-        arguments: requireArray(fields, 'arguments'),
-        ...optionalInvocationId(fields),
-        ...optionalStreamIds(fields)
-      }
+        arguments: requireArray(fields, 'arguments')
+      }, {
+        invocationId: optionalString(fields, 'invocationId'),
+        streamIds: readStreamIds(fields.streamIds),
+        headers: readHeaders(fields.headers)
+      })
     case MessageType.StreamItem:
-      return { type: MessageType.StreamItem, invocationId: requireString(fields, 'invocationId'), item: fields.item }
+      return withOptionalFields({ type: MessageType.StreamItem, invocationId: requireString(fields, 'invocationId'), item: fields.item }, { headers: readHeaders(fields.headers) })
     case MessageType.Completion:
       return parseCompletion(fields)
     case MessageType.StreamInvocation:
-      return {
+      return withOptionalFields({
         type: MessageType.StreamInvocation,
         invocationId: requireString(fields, 'invocationId'),
         target: requireString(fields, 'target'),
-        arguments: requireArray(fields, 'arguments'),
-        ...optionalStreamIds(fields)
-      }
+        arguments: requireArray(fields, 'arguments')
+      }, {
+        streamIds: readStreamIds(fields.streamIds),
+        headers: readHeaders(fields.headers)
+      })
     case MessageType.CancelInvocation:
-      return { type: MessageType.CancelInvocation, invocationId: requireString(fields, 'invocationId') }
+      return withOptionalFields({ type: MessageType.CancelInvocation, invocationId: requireString(fields, 'invocationId') }, { headers: readHeaders(fields.headers) })
     case MessageType.Ping:
       return { type: MessageType.Ping }
     case MessageType.Close:
       return parseClose(fields)
-    case undefined:
-      throw new ProtocolError("missing required property 'type'")
     default:
-      if (typeof fields.type !== 'number') {
-        throw new ProtocolError(`property 'type' must be a number, got ${typeof fields.type}`)
-      }
       return undefined
   }
 }
 
 function parseCompletion (fields: Record<string, unknown>): HubMessage {
   const invocationId = requireString(fields, 'invocationId')
-  if (fields.error !== undefined && fields.error !== null) {
+  const headers = readHeaders(fields.headers)
+  const error = optionalString(fields, 'error')
+  if (error !== undefined) {
     if ('result' in fields) throw new ProtocolError("a Completion carries both 'result' and 'error'")
-    if (typeof fields.error !== 'string') throw new ProtocolError("property 'error' must be a string")
-    return { type: MessageType.Completion, invocationId, error: fields.error }
+    return withOptionalFields({ type: MessageType.Completion, invocationId, error }, { headers })
   }
   return 'result' in fields
-    ? { type: MessageType.Completion, invocationId, result: fields.result }
-    : { type: MessageType.Completion, invocationId }
+    ? withOptionalFields({ type: MessageType.Completion, invocationId, result: fields.result }, { headers })
+    : withOptionalFields({ type: MessageType.Completion, invocationId }, { headers })
 }
 
 function parseClose (fields: Record<string, unknown>): HubMessage {
   const message: HubMessage = { type: MessageType.Close }
-  if (typeof fields.error === 'string') message.error = fields.error
-  if (typeof fields.allowReconnect === 'boolean') message.allowReconnect = fields.allowReconnect
+  const error = optionalString(fields, 'error')
+  if (error !== undefined) message.error = error
+  const allowReconnect = fields.allowReconnect
+  if (allowReconnect !== undefined && allowReconnect !== null) {
+    if (typeof allowReconnect !== 'boolean') throw new ProtocolError(`property 'allowReconnect' must be a boolean, got ${describeValue(allowReconnect)}`)
+    message.allowReconnect = allowReconnect
+  }
+  return message
+}
+
+/** Adds the optional fields that are present, so that absent ones do not appear as undefined. */
+function withOptionalFields<T extends HubMessage> (message: T, optional: Record<string, unknown>): T {
+  for (const [name, value] of Object.entries(optional)) {
+    if (value !== undefined) (message as unknown as Record<string, unknown>)[name] = value
+  }
   return message
 }
 
@@ -110,24 +134,15 @@ function requireString (fields: Record<string, unknown>, name: string): string {
   return value
 }
 
+function optionalString (fields: Record<string, unknown>, name: string): string | undefined {
+  const value = fields[name]
+  if (value === undefined || value === null) return undefined
+  if (typeof value !== 'string') throw new ProtocolError(`property '${name}' must be a string, got ${describeValue(value)}`)
+  return value
+}
+
 function requireArray (fields: Record<string, unknown>, name: string): unknown[] {
   const value = fields[name]
   if (!Array.isArray(value)) throw new ProtocolError(`missing required array property '${name}'`)
   return value
-}
-
-function optionalInvocationId (fields: Record<string, unknown>): { invocationId?: string } {
-  const value = fields.invocationId
-  if (value === undefined || value === null) return {}
-  if (typeof value !== 'string') throw new ProtocolError("property 'invocationId' must be a string")
-  return { invocationId: value }
-}
-
-function optionalStreamIds (fields: Record<string, unknown>): { streamIds?: string[] } {
-  const value = fields.streamIds
-  if (value === undefined || value === null) return {}
-  if (!Array.isArray(value) || !value.every((id) => typeof id === 'string')) {
-    throw new ProtocolError("property 'streamIds' must be an array of strings")
-  }
-  return { streamIds: value }
 }

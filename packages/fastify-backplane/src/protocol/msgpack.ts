@@ -1,7 +1,9 @@
 import { Decoder, Encoder } from '@msgpack/msgpack'
 import { MessageTooLargeError, ProtocolError } from '../errors.js'
+import { describeValue, readHeaders, readStreamIds, requireMessageType } from './fields.js'
 import { MessageType } from './messages.js'
-import type { Headers, HubMessage, HubMessageReader, HubProtocol } from './messages.js'
+import type { HubMessage, HubMessageReader, HubProtocol } from './messages.js'
+import { checkMessagePackStructure } from './msgpack-scan.js'
 
 // Completion result kinds of the MessagePack hub protocol.
 const ERROR_RESULT = 1
@@ -80,8 +82,13 @@ function withStreamIds (fields: unknown[], streamIds: string[] | undefined): unk
   return streamIds !== undefined && streamIds.length > 0 ? [...fields, streamIds] : fields
 }
 
-/** Parses one MessagePack hub message. Returns undefined for types this server does not use. */
+/**
+ * Parses one MessagePack hub message. Returns undefined for types this server does not use.
+ * The structure is checked before decoding, and every field after it, so that a malformed
+ * message closes its connection and never reaches a hub method.
+ */
 function parseMessage (body: Buffer): HubMessage | undefined {
+  checkMessagePackStructure(body)
   let fields: unknown
   try {
     fields = decoder.decode(body)
@@ -90,49 +97,54 @@ function parseMessage (body: Buffer): HubMessage | undefined {
   }
   if (!Array.isArray(fields) || fields.length === 0) throw new ProtocolError('a message is not a non-empty MessagePack array')
 
-  const type = fields[0]
+  const type = requireMessageType(fields[0])
   switch (type) {
     case MessageType.Invocation:
     case MessageType.StreamInvocation: {
       requireLength(fields, 5, type)
+      const headers = readHeaders(fields[1])
       const invocationId = optionalString(fields[2], 'invocationId')
+      const streamIds = readStreamIds(fields[5])
+      if (type === MessageType.StreamInvocation && invocationId === undefined) throw new ProtocolError("a StreamInvocation is missing 'invocationId'")
       const message = {
         type,
-        headers: readHeaders(fields[1]),
         target: requireString(fields[3], 'target'),
         arguments: requireArray(fields[4], 'arguments'),
+        ...(headers === undefined ? {} : { headers }),
         ...(invocationId === undefined ? {} : { invocationId }),
-        ...(fields[5] === undefined || fields[5] === null ? {} : { streamIds: requireStringArray(fields[5], 'streamIds') })
+        ...(streamIds === undefined ? {} : { streamIds })
       }
-      if (type === MessageType.StreamInvocation && invocationId === undefined) throw new ProtocolError("a StreamInvocation is missing 'invocationId'")
       return message as HubMessage
     }
     case MessageType.StreamItem:
       requireLength(fields, 4, type)
-      return { type, headers: readHeaders(fields[1]), invocationId: requireString(fields[2], 'invocationId'), item: fields[3] }
+      return withHeaders({ type, invocationId: requireString(fields[2], 'invocationId'), item: fields[3] }, fields[1])
     case MessageType.Completion:
       return parseCompletion(fields)
     case MessageType.CancelInvocation:
       requireLength(fields, 3, type)
-      return { type, headers: readHeaders(fields[1]), invocationId: requireString(fields[2], 'invocationId') }
+      return withHeaders({ type, invocationId: requireString(fields[2], 'invocationId') }, fields[1])
     case MessageType.Ping:
       return { type }
     case MessageType.Close: {
       requireLength(fields, 2, type)
       const message: HubMessage = { type: MessageType.Close }
-      if (typeof fields[1] === 'string') message.error = fields[1]
-      if (fields[2] === true) message.allowReconnect = true
+      const error = optionalString(fields[1], 'error')
+      if (error !== undefined) message.error = error
+      if (fields[2] !== undefined && fields[2] !== null) {
+        if (typeof fields[2] !== 'boolean') throw new ProtocolError(`'allowReconnect' must be a boolean, got ${describeValue(fields[2])}`)
+        message.allowReconnect = fields[2]
+      }
       return message
     }
     default:
-      if (typeof type !== 'number') throw new ProtocolError('the message type is not a number')
       return undefined
   }
 }
 
 function parseCompletion (fields: unknown[]): HubMessage {
   requireLength(fields, 4, MessageType.Completion)
-  const base = { type: MessageType.Completion, headers: readHeaders(fields[1]), invocationId: requireString(fields[2], 'invocationId') }
+  const base = withHeaders({ type: MessageType.Completion, invocationId: requireString(fields[2], 'invocationId') }, fields[1])
   switch (fields[3]) {
     case ERROR_RESULT:
       requireLength(fields, 5, MessageType.Completion)
@@ -143,22 +155,26 @@ function parseCompletion (fields: unknown[]): HubMessage {
       requireLength(fields, 5, MessageType.Completion)
       return { ...base, result: fields[4] }
     default:
-      throw new ProtocolError(`invalid Completion result kind ${String(fields[3])}`)
+      throw new ProtocolError(`invalid Completion result kind ${describeResultKind(fields[3])}`)
   }
+}
+
+/** Adds the message's headers when it has any, after checking them. */
+function withHeaders<T extends HubMessage> (message: T, headers: unknown): T {
+  const checked = readHeaders(headers)
+  return checked === undefined ? message : { ...message, headers: checked }
+}
+
+function describeResultKind (kind: unknown): string {
+  return typeof kind === 'number' ? String(kind) : describeValue(kind)
 }
 
 function requireLength (fields: unknown[], length: number, type: number): void {
   if (fields.length < length) throw new ProtocolError(`a message of type ${type} has ${fields.length} fields, expected at least ${length}`)
 }
 
-function readHeaders (value: unknown): Headers {
-  if (value === null || value === undefined) return {}
-  if (typeof value !== 'object' || Array.isArray(value)) throw new ProtocolError('headers must be a map')
-  return value as Headers
-}
-
 function requireString (value: unknown, name: string): string {
-  if (typeof value !== 'string') throw new ProtocolError(`'${name}' must be a string`)
+  if (typeof value !== 'string') throw new ProtocolError(`'${name}' must be a string, got ${describeValue(value)}`)
   return value
 }
 
@@ -168,14 +184,8 @@ function optionalString (value: unknown, name: string): string | undefined {
 }
 
 function requireArray (value: unknown, name: string): unknown[] {
-  if (!Array.isArray(value)) throw new ProtocolError(`'${name}' must be an array`)
+  if (!Array.isArray(value)) throw new ProtocolError(`'${name}' must be an array, got ${describeValue(value)}`)
   return value
-}
-
-function requireStringArray (value: unknown, name: string): string[] {
-  const array = requireArray(value, name)
-  if (!array.every((item) => typeof item === 'string')) throw new ProtocolError(`'${name}' must be an array of strings`)
-  return array as string[]
 }
 
 function writeVarint (value: number): Buffer {
