@@ -256,3 +256,9 @@ export const InvalidUtf8Error = createError(
   400,
   ProtocolError as unknown as ErrorConstructor
 )
+
+export const UnsupportedFrameTypeError = createError<[string, string]>(
+  'FST_BACKPLANE_UNSUPPORTED_FRAME_TYPE',
+  'Received a %s WebSocket frame on a connection that speaks the %s hub protocol. Send JSON as text frames and MessagePack as binary frames.',
+  400
+)

@@ -74,7 +74,7 @@ test('three invocations in one frame', async (t) => {
   assert.deepEqual(await client.nextMessage(), { type: 3, invocationId: 'c', result: 3 })
 })
 
-test('UTF-8 character split across frames', async (t) => {
+test('UTF-8 character split across fragments', async (t) => {
   const app = await startEchoHub(t)
   const client = await connect(t, app)
   client.send(JSON_HANDSHAKE)
@@ -85,12 +85,25 @@ test('UTF-8 character split across frames', async (t) => {
   const emoji = bytes.indexOf(Buffer.from('\u{1F600}', 'utf8'))
   assert.notEqual(emoji, -1)
 
-  // A WebSocket text frame must hold valid UTF-8 on its own, so the halves of a split
-  // character can only travel in binary frames, which the hub reads the same way.
-  client.send(bytes.subarray(0, emoji + 2))
-  client.send(bytes.subarray(emoji + 2))
+  // One text message in two fragments, split inside the emoji: only the whole message must be
+  // valid UTF-8, as RFC 6455 requires.
+  client.socket.send(bytes.subarray(0, emoji + 2), { binary: false, fin: false })
+  client.socket.send(bytes.subarray(emoji + 2), { binary: false, fin: true })
 
   assert.deepEqual(await client.nextMessage(), { type: 3, invocationId: '1', result: text })
+})
+
+test('binary frame on JSON connection closes', async (t) => {
+  const app = await startEchoHub(t)
+  const client = await connect(t, app)
+  client.send(JSON_HANDSHAKE)
+  assert.equal(await client.nextRecord(), '{}')
+
+  client.send(Buffer.from(JSON.stringify({ type: 1, invocationId: '1', target: 'Echo', arguments: ['x'] }) + RS, 'utf8'))
+  assert.deepEqual(await client.nextMessage(), { type: 7, error: 'Connection closed with an error.', allowReconnect: true })
+  const { code, reason } = await client.closed
+  assert.equal(code, 1003)
+  assert.equal(reason, 'FST_BACKPLANE_UNSUPPORTED_FRAME_TYPE')
 })
 
 test('JSON replies use text frames', async (t) => {

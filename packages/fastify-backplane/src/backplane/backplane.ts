@@ -48,13 +48,13 @@ export interface BackplaneHealth {
   state: 'connected' | 'reconnecting' | 'unresponsive' | 'closed'
   /** Whether messages currently make the round trip through the transport. */
   healthy: boolean
-  /** Channels this instance holds subscriptions for. */
+  /** The number of channels this instance is subscribed to. */
   subscribedChannels: number
   /** Time since the last message of any kind arrived from the transport; null before the first. */
   sinceLastMessage: number | null
   /** Round-trip time of the last probe this instance sent to itself through the transport. */
   probeRoundTrip: number | null
-  /** Probes in a row that got no answer within one health check interval. */
+  /** Consecutive probes that got no reply within one health check interval. */
   failedProbes: number
 }
 
@@ -97,7 +97,7 @@ export interface BackplaneSettings {
   log: FastifyBaseLogger
   /** How long a group command for a connection on another instance waits for its owner, in ms. */
   groupCommandTimeout: number
-  /** How long a presence count waits for the other instances' answers, in ms. */
+  /** How long a presence count waits for the other instances' replies, in ms. */
   presenceTimeout: number
   /** How long a client result from a connection on another instance is awaited, in ms. */
   clientResultTimeout: number

@@ -5,6 +5,7 @@ import type { RawData, WebSocket } from 'ws'
 import {
   ClientDisconnectedError,
   SlowClientError,
+  UnsupportedFrameTypeError,
   HandshakeError,
   HandshakeTimeoutError,
   MessageTooLargeError,
@@ -86,7 +87,7 @@ export class HubConnection {
     this.log = request.log.child({ connectionId: this.id, hub: hub.name })
     this.context = hub.createContext(this, request)
 
-    socket.on('message', (data) => this.#receive(toBuffer(data)))
+    socket.on('message', (data, isBinary) => this.#receive(toBuffer(data), isBinary))
     socket.on('close', () => this.#closed())
     socket.on('error', (err) => this.log.debug({ err }, 'hub WebSocket error'))
     this.#handshakeTimer = setTimeout(() => this.#handshakeTimedOut(), hub.options.handshakeTimeout)
@@ -232,7 +233,7 @@ export class HubConnection {
       if (error !== undefined) message.error = error
       if (allowReconnect === true) message.allowReconnect = true
       // Queued past the send buffer cap on purpose, after everything queued before it, because
-      // the Close is the last frame; the WebSocket close frame follows it.
+      // the Close is the last message. The WebSocket close frame follows it.
       this.#queue(encodeWebSocketFrame(this.protocol!.writeMessage(message), this.protocol!.transferFormat === 'binary'), undefined)
     }
     this.flush()
@@ -264,13 +265,17 @@ export class HubConnection {
     this.#socket.terminate()
   }
 
-  #receive (chunk: Buffer): void {
+  #receive (chunk: Buffer, isBinary: boolean): void {
     this.lastReceivedAt = Date.now()
     try {
+      // The handshake may come in either frame type: clients send it as text, and some send it
+      // in the same binary frame as the first MessagePack message.
       if (this.#state === 'handshaking') {
         const rest = this.#readHandshake(chunk)
         if (rest === undefined || rest.length === 0) return
         chunk = rest
+      } else if (this.#state === 'connected' && isBinary !== (this.protocol!.transferFormat === 'binary')) {
+        throw new UnsupportedFrameTypeError(isBinary ? 'binary' : 'text', this.protocol!.name)
       }
       if (this.#state !== 'connected') return
       for (const message of this.#reader!.read(chunk)) this.#dispatch(message)
@@ -340,7 +345,7 @@ export class HubConnection {
   }
 
   #failWithProtocolError (err: Error): void {
-    const coded = err instanceof ProtocolError || err instanceof MessageTooLargeError
+    const coded = err instanceof ProtocolError || err instanceof MessageTooLargeError || err instanceof UnsupportedFrameTypeError
       ? err
       : new ProtocolError(err.message)
     this.log.warn({ err: coded }, 'hub connection closed after a protocol error')
@@ -392,7 +397,7 @@ export class HubConnection {
   }
 }
 
-/** The TCP socket under a `ws` WebSocket, which ws keeps in its `_socket` field. */
+/** Returns the TCP socket under a `ws` WebSocket, which ws keeps in its `_socket` field. */
 function rawSocket (socket: WebSocket): Socket | undefined {
   return (socket as unknown as { _socket?: Socket })._socket
 }

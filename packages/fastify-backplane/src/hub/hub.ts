@@ -57,7 +57,7 @@ export class Hub implements LocalHub {
 
   accept (socket: WebSocket, request: FastifyRequest, identity: ConnectionIdentity): void {
     if (this.#closing !== undefined) {
-      // 1012 (service restart) tells the client to try again, which reaches another instance.
+      // Close code 1012 (service restart) asks the client to try again, and the retry reaches another instance.
       socket.close(1012)
       return
     }
@@ -192,10 +192,10 @@ export class Hub implements LocalHub {
   }
 
   /**
-   * Shuts the hub down: refuses new connections, lets running invocations finish for up to half
-   * of `closeTimeout`, sends every client a Close that allows reconnecting, so that clients with
-   * automatic reconnect move to another instance, and drops the sockets still open after
-   * `closeTimeout`. Idempotent.
+   * Shuts the hub down. It refuses new connections and lets running invocations finish for up
+   * to half of `closeTimeout`. Then it sends every client a Close that allows reconnecting, so
+   * that clients with automatic reconnect move to another instance, and drops the sockets still
+   * open after `closeTimeout`. Idempotent.
    */
   close (): Promise<void> {
     this.#closing ??= this.#shutDown()

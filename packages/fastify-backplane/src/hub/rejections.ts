@@ -4,6 +4,8 @@ import { HubException } from './hub-exception.js'
 // standard text for these checks (except authorization), so each text names the coded error,
 // which carries the bad value and the fix.
 
+/** WebSocket close code for a data type the endpoint does not accept (RFC 6455, 7.4.1). */
+export const CLOSE_UNSUPPORTED_DATA = 1003
 /** WebSocket close code for data that does not match the message type (RFC 6455, 7.4.1). */
 export const CLOSE_INVALID_PAYLOAD = 1007
 /** WebSocket close code for a message that violates the server's policy (RFC 6455, 7.4.1). */
@@ -43,12 +45,14 @@ export function toClientError (err: unknown): unknown {
 /**
  * Returns the WebSocket close code and reason for a connection closed by `err`. The reason is
  * the error code, so that a client without the SignalR Close message still learns the cause.
- * Invalid UTF-8 gets 1007. Every other hub protocol error keeps 1000, because the SignalR
- * Close message already reports the error.
+ * Invalid UTF-8 gets 1007 and a frame of the wrong type 1003. Every other hub protocol error
+ * keeps 1000, because the SignalR Close message already reports the error.
  */
 export function closeFrameFor (err: Error): { code: number, reason: string | undefined } {
   if (!isCodedError(err)) return { code: 1000, reason: undefined }
-  const code = err.code === 'FST_BACKPLANE_INVALID_UTF8' ? CLOSE_INVALID_PAYLOAD : 1000
+  let code = 1000
+  if (err.code === 'FST_BACKPLANE_INVALID_UTF8') code = CLOSE_INVALID_PAYLOAD
+  else if (err.code === 'FST_BACKPLANE_UNSUPPORTED_FRAME_TYPE') code = CLOSE_UNSUPPORTED_DATA
   // Codes are ASCII and far below the 123 bytes that a close frame has room for.
   return { code, reason: err.code }
 }

@@ -9,7 +9,9 @@ const FIN = 0x80
  */
 export function encodeWebSocketFrame (payload: Buffer, binary: boolean): Buffer {
   const length = payload.length
-  const headerLength = length < 126 ? 2 : length < 65_536 ? 4 : 10
+  let headerLength = 10
+  if (length < 126) headerLength = 2
+  else if (length < 65_536) headerLength = 4
   const frame = Buffer.allocUnsafe(headerLength + length)
   frame[0] = FIN | (binary ? BINARY : TEXT)
 
