@@ -4,13 +4,22 @@ import { get } from 'node:http'
 import { test } from 'node:test'
 import { baseUrl, startApp, startRedis } from './helpers.js'
 
+/** The body of `GET /healthz`. */
+interface HealthBody {
+  status: string
+  instanceId: string
+  transport: string
+  redisConnected: boolean
+  backplane: { state: string, healthy: boolean, subscribedChannels: number }
+}
+
 test('healthz without Redis reports in-process', async (t) => {
   const app = await startApp(t, { instanceId: 'solo' })
 
   const response = await fetch(`${baseUrl(app)}/healthz`)
   assert.equal(response.status, 200)
   assert.match(response.headers.get('content-type') ?? '', /^application\/json/)
-  const body = await response.json()
+  const body = await response.json() as HealthBody
   assert.equal(body.status, 'ok')
   assert.equal(body.instanceId, 'solo')
   assert.equal(body.transport, 'in-process')
@@ -24,7 +33,7 @@ test('healthz with Redis reports an outage', { timeout: 60_000 }, async (t) => {
 
   const healthy = await fetch(`${baseUrl(app)}/healthz`)
   assert.equal(healthy.status, 200)
-  const healthyBody = await healthy.json()
+  const healthyBody = await healthy.json() as HealthBody
   assert.equal(healthyBody.status, 'ok')
   assert.equal(healthyBody.redisConnected, true)
   assert.equal(healthyBody.backplane.healthy, true)
@@ -36,7 +45,7 @@ test('healthz with Redis reports an outage', { timeout: 60_000 }, async (t) => {
   // A load balancer sees 503 while this instance cannot reach the others.
   const degraded = await fetch(`${baseUrl(app)}/healthz`)
   assert.equal(degraded.status, 503)
-  const degradedBody = await degraded.json()
+  const degradedBody = await degraded.json() as HealthBody
   assert.equal(degradedBody.status, 'degraded')
   assert.equal(degradedBody.redisConnected, false)
   assert.equal(degradedBody.backplane.state, 'reconnecting')
