@@ -144,6 +144,8 @@ test('board syncs between pages on two instances', { skip, timeout: 120_000 }, a
     const editedOn2 = noteItem(pageOn2, 'Book the venue for 80 people')
     await editedOn2.waitFor({ timeout: SYNC_TIMEOUT_MS })
     assert.match(await editedOn2.locator('.note-meta').textContent() ?? '', /^Added .+ on web\.2 · edited .+ on web\.1$/)
+    // The broadcast can reach page 2 before page 1 has the reply to its own save, so wait.
+    await pageOn1.getByLabel('Edit note').waitFor({ state: 'detached', timeout: SYNC_TIMEOUT_MS })
     assert.equal(await pageOn1.getByLabel('Edit note').count(), 0, 'saving closes the editor')
   })
 

@@ -169,7 +169,9 @@ test('Heroku build replay serves the page on the pinned Node', { timeout: 300_00
 
   await t.test('healthz', async () => {
     const response = await fetch(`${base}/healthz`)
-    assert.deepEqual(await response.json(), { status: 'ok', instanceId: 'web.1', transport: 'redis', redisConnected: true })
+    const { backplane, ...summary } = await response.json() as { backplane: { healthy: boolean } } & Record<string, unknown>
+    assert.deepEqual(summary, { status: 'ok', instanceId: 'web.1', transport: 'redis', redisConnected: true })
+    assert.equal(backplane.healthy, true)
   })
 
   await t.test('page and every script and stylesheet it loads', async () => {
