@@ -42,7 +42,7 @@ test('healthz with Redis reports an outage', { timeout: 60_000 }, async (t) => {
   const closed = once(app.redis, 'close')
   await redis.stop()
   await closed
-  // A load balancer sees 503 while this instance cannot reach the others.
+  // A load balancer gets 503 while this instance cannot reach the others.
   const degraded = await fetch(`${baseUrl(app)}/healthz`)
   assert.equal(degraded.status, 503)
   const degradedBody = await degraded.json() as HealthBody

@@ -57,7 +57,7 @@ export class Hub implements LocalHub {
 
   accept (socket: WebSocket, request: FastifyRequest, identity: ConnectionIdentity): void {
     if (this.#closing !== undefined) {
-      // Close code 1012 (service restart) asks the client to try again, and the retry reaches another instance.
+      // Close code 1012 (service restart) lets the client try again, and the retry reaches another instance.
       socket.close(1012)
       return
     }

@@ -165,9 +165,9 @@ export interface HubOptions {
    */
   maximumReceiveMessageSize?: number | undefined
   /**
-   * The most bytes that may wait unsent on one connection's socket. A client that reads slower
-   * than messages arrive is closed with a Close message that allows reconnecting, so that it
-   * cannot grow server memory; other clients are unaffected. The default is an estimate that
+   * The maximum number of bytes that may wait unsent on one connection's socket. A client that
+   * reads slower than messages arrive is closed with a Close message that allows reconnecting,
+   * so that it cannot grow server memory. Other clients are unaffected. The default is an estimate that
    * leaves room for bursts of a few thousand small messages.
    * @default 1048576 (1 MiB)
    */

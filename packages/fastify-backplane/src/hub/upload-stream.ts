@@ -1,7 +1,7 @@
 /**
  * An async iterable fed by a client's StreamItem messages and ended by its Completion: what a
  * hub method receives for each id in an Invocation's `streamIds`. The buffer contains at most
- * `capacity` items; when it is full the connection stops reading from its socket until the
+ * `capacity` items. When it is full, the connection stops reading from its socket until the
  * method consumes an item, so a fast client cannot grow server memory.
  */
 export class UploadStream implements AsyncIterable<unknown> {

@@ -77,7 +77,10 @@ function layoutAt (view: DataView, position: number): ValueLayout {
 
   const { lengthBytes, extraBytes, counts } = format
   if (position + 1 + lengthBytes > view.byteLength) throw new ProtocolError('a MessagePack message ends inside a length field')
-  const count = lengthBytes === 1 ? view.getUint8(position + 1) : lengthBytes === 2 ? view.getUint16(position + 1) : view.getUint32(position + 1)
+  let count: number
+  if (lengthBytes === 1) count = view.getUint8(position + 1)
+  else if (lengthBytes === 2) count = view.getUint16(position + 1)
+  else count = view.getUint32(position + 1)
   const header = 1 + lengthBytes + extraBytes
   if (counts === 'bytes') return { header, data: count, children: 0 }
   return { header, data: 0, children: counts === 'pairs' ? 2 * count : count }

@@ -28,7 +28,7 @@ export interface Transport {
   claim (key: string, ttl: number): Promise<boolean>
   /** Counts the instances subscribed to `channel`, this one included. */
   subscriberCount (channel: string): Promise<number>
-  /** The number of channels the transport holds subscriptions for. */
+  /** The number of channels the transport is subscribed to. */
   readonly subscribedChannels: number
   /**
    * Drops and reopens the transport's own connections, after a health check found them
