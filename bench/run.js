@@ -1,137 +1,345 @@
-// Measures broadcast fan-out across two instances that share one Redis: throughput and
-// delivery latency at the clients, and the memory the instances hold. Everything runs on
-// loopback with its own redis-server; every loop is bounded.
+// Benchmarks fastify-backplane against Socket.IO with its Redis adapter and two raw `ws` +
+// ioredis references (the floor and the coalescing server). Each system runs as two server
+// processes on one redis-server, which this runner starts on a free loopback port. A separate
+// load-generator process opens the clients. BENCHMARKS.md describes what is measured and why.
 //
-//   pnpm bench                         defaults below
-//   BENCH_CLIENTS=400 BENCH_MESSAGES=5000 BENCH_RATE=500 pnpm bench
+//   pnpm bench                full run: ladders at 1,000 and 5,000 clients, memory at 10,000
+//   pnpm bench:quick          ladder at 1,000 clients and the fixed rate; regression check
+//   pnpm bench:profile        fastify-backplane's servers under `node --cpu-prof` at the fixed
+//                             rate; --fanout=N and --rate=N (deliveries/s) change the load
 //
-// Two scenarios run: a burst, for throughput, and a paced send, for latency at a steady rate.
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { createServer } from 'node:net'
-import { cpus, totalmem } from 'node:os'
-import { performance } from 'node:perf_hooks'
-import Fastify from 'fastify'
-import WebSocket from 'ws'
-import { backplane, hub } from '../packages/fastify-backplane/dist/index.js'
+// Options: --systems=fastify-backplane,floor runs a subset. BENCH_MIN_RATIO_TO_FLOOR overrides
+// the regression threshold. Every step, drain and connect has a time limit, and a watchdog
+// ends the whole run, so the run ends by itself.
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { availableParallelism, loadavg, totalmem } from 'node:os'
+import { fileURLToPath } from 'node:url'
+import { summariseProfile } from './profile-summary.js'
+import { SYSTEMS, startLoadGenerator, startRedis, startServers, stopAll } from './lib/processes.js'
+import { formatReport, ratioToFloor, SUBJECT } from './lib/report.js'
+import { DISTURBANCE_CORES, LATENCY_LIMIT_MS, measureIdleMemory, runFixedRateStep, runLadder, runStep } from './lib/scenarios.js'
 
-const clientCount = Number(process.env.BENCH_CLIENTS ?? 200)
-const messageCount = Number(process.env.BENCH_MESSAGES ?? 2000)
-const payloadBytes = Number(process.env.BENCH_PAYLOAD ?? 100)
-const pacedRate = Number(process.env.BENCH_RATE ?? 200)
-const RS = '\u001e'
+/**
+ * The regression check: a run fails when fastify-backplane's highest delivery rate at 1,000
+ * clients, divided by the floor's, is below this. BENCHMARKS.md explains the value.
+ */
+const MIN_RATIO_TO_FLOOR = Number(process.env.BENCH_MIN_RATIO_TO_FLOOR ?? 1.3)
 
-async function freePort () {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address()
-  server.close()
-  await once(server, 'close')
-  return port
-}
-
-async function startRedis () {
-  const port = await freePort()
-  const child = spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] })
-  let output = ''
-  for await (const chunk of child.stdout) {
-    output += chunk
-    if (output.includes('Ready to accept connections')) break
+const modes = {
+  full: {
+    allFanouts: [1000, 5000],
+    groupFanouts: [1000, 5000],
+    stepMs: 5000,
+    ladder: { start: 10_000, min: 5000, max: 2_560_000, refinements: 3, retryFailed: true, disturbedRetries: 3 },
+    fixedRate: { deliveriesPerSecond: 100_000, fanout: 1000, durationMs: 10_000, disturbedRetries: 3 },
+    idleConnections: 10_000,
+    quietWaitMs: 30_000,
+    retryBudgetMs: Infinity,
+    watchdogMs: 90 * 60_000
+  },
+  quick: {
+    allFanouts: [1000],
+    groupFanouts: [],
+    stepMs: 2000,
+    // Fewer retries and shorter waits than the full run, and no retry once a system has run for
+    // retryBudgetMs, so that the run ends within 3 minutes.
+    ladder: { start: 10_000, min: 5000, max: 2_560_000, refinements: 2, retryFailed: true, disturbedRetries: 1 },
+    fixedRate: { deliveriesPerSecond: 100_000, fanout: 1000, durationMs: 4000, disturbedRetries: 1 },
+    idleConnections: 0,
+    quietWaitMs: 10_000,
+    retryBudgetMs: 35_000,
+    watchdogMs: 6 * 60_000
+  },
+  profile: {
+    allFanouts: [],
+    groupFanouts: [],
+    fixedRate: { deliveriesPerSecond: 100_000, fanout: 1000, durationMs: 20_000, disturbedRetries: 0 },
+    idleConnections: 0,
+    quietWaitMs: 0,
+    retryBudgetMs: 0,
+    watchdogMs: 6 * 60_000
   }
-  return { url: `redis://127.0.0.1:${port}`, stop: () => child.kill('SIGTERM') }
 }
 
-async function startInstance (redisUrl) {
-  const app = Fastify({ logger: false })
-  await app.register(backplane, { redis: redisUrl })
-  await app.register(hub, { path: '/bench' })
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  return app
+const WARMUP = { deliveriesPerSecond: 20_000, durationMs: 1000 }
+const GROUP = 'bench-room'
+const resultsDirectory = fileURLToPath(new URL('results/', import.meta.url))
+
+function parseArguments (argv) {
+  const options = { mode: 'full', systems: SYSTEMS }
+  for (const argument of argv) {
+    if (argument === '--quick') options.mode = 'quick'
+    else if (argument === '--profile') options.mode = 'profile'
+    else if (argument.startsWith('--systems=')) options.systems = argument.slice('--systems='.length).split(',')
+    else if (argument.startsWith('--fanout=')) options.fanout = positiveInteger(argument, '--fanout=')
+    else if (argument.startsWith('--rate=')) options.rate = positiveInteger(argument, '--rate=')
+    else throw new Error(`unknown argument "${argument}"; expected --quick, --profile, --systems=a,b, --fanout=N or --rate=N`)
+  }
+  const unknown = options.systems.filter((system) => !SYSTEMS.includes(system))
+  if (unknown.length > 0) throw new Error(`unknown system "${unknown[0]}"; expected one of ${SYSTEMS.join(', ')}`)
+  if (options.mode === 'profile') options.systems = [SUBJECT]
+  if ((options.fanout !== undefined || options.rate !== undefined) && options.mode !== 'profile') {
+    throw new Error('--fanout and --rate apply to --profile only')
+  }
+  return options
 }
 
-/** Opens a raw WebSocket client, completes the JSON handshake, and records arrival times. */
-async function connect (app, onInvocation) {
-  const socket = new WebSocket(`ws://127.0.0.1:${app.server.address().port}/bench`)
-  await once(socket, 'open')
-  socket.send(JSON.stringify({ protocol: 'json', version: 1 }) + RS)
-  await once(socket, 'message')
-  socket.on('message', (data) => {
-    const now = performance.now()
-    for (const record of data.toString().split(RS)) {
-      if (record.startsWith('{"type":1')) onInvocation(JSON.parse(record), now)
-    }
-  })
-  return socket
+function positiveInteger (argument, prefix) {
+  const value = Number(argument.slice(prefix.length))
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`invalid ${argument}: expected a positive integer`)
+  return value
 }
 
-function percentile (sorted, p) {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]
+function log (message) {
+  process.stderr.write(`${message}\n`)
+}
+
+function describeMachine (redisVersion) {
+  const cpuModel = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown'
+  const fileLimit = (flag) => Number(execFileSync('/bin/sh', ['-c', `ulimit ${flag}`], { encoding: 'utf8' }).trim())
+  return {
+    nproc: availableParallelism(),
+    cpuModel,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    redis: redisVersion,
+    openFileLimit: { soft: fileLimit('-Sn'), hard: fileLimit('-Hn') }
+  }
 }
 
 /**
- * Sends `messageCount` broadcasts from instance A, as fast as possible when `rate` is 0 or at
- * `rate` per second otherwise, and waits until every client received every one.
+ * Names the build of fastify-backplane under test, and the work tree's commit and uncommitted
+ * files, which describe that build unless BENCH_FASTIFY_BACKPLANE_MODULE points elsewhere.
  */
-async function runScenario (a, sockets, state, rate) {
-  state.latencies = []
-  state.received = 0
-  const expected = sockets.length * messageCount
-  const done = new Promise((resolve) => { state.onReceived = () => { if (++state.received === expected) resolve() } })
+function describeSubject () {
+  // GIT_OPTIONAL_LOCKS=0 keeps `git status` from refreshing the index of the work tree.
+  const git = (...args) => execFileSync('git', args, { encoding: 'utf8', env: { ...process.env, GIT_OPTIONAL_LOCKS: '0' } }).trim()
+  const subject = { module: process.env.BENCH_FASTIFY_BACKPLANE_MODULE ?? 'packages/fastify-backplane/dist/index.js' }
+  try {
+    subject.workTreeCommit = git('rev-parse', 'HEAD')
+    subject.workTreeUncommittedFiles = git('status', '--porcelain', '--', 'packages/fastify-backplane').split('\n').filter(Boolean).length
+  } catch (err) {
+    subject.gitError = err.message
+  }
+  subject.jsonOnly = process.env.BENCH_FASTIFY_JSON_ONLY === '1'
+  return subject
+}
 
-  const filler = 'x'.repeat(payloadBytes)
-  const heapBefore = process.memoryUsage().heapUsed
-  const started = performance.now()
-  for (let index = 0; index < messageCount; index++) {
-    void a.broadcast('tick', [performance.now(), filler])
-    if (rate > 0) {
-      const due = started + ((index + 1) * 1000) / rate
-      await new Promise((resolve) => setTimeout(resolve, Math.max(0, due - performance.now())))
-    } else if (index % 100 === 99) {
-      await new Promise((resolve) => setImmediate(resolve))
+/** Returns the latency samplers for a fan-out: 5 % of the clients, from 10 to 100. */
+function samplersFor (fanout) {
+  return Math.min(100, Math.max(10, Math.round(fanout * 0.05)))
+}
+
+function describeStep (system, step) {
+  const latency = step.latencyMs.samples > 0 ? `p50 ${step.latencyMs.p50} p99 ${step.latencyMs.p99} max ${step.latencyMs.max} ms` : 'no samples'
+  const cores = step.cpuCores
+  return `[${system}] ${step.scenario} ×${step.fanout} ${step.deliveriesPerSecond.toLocaleString('en-US')}/s${step.retry ? ' (retry)' : ''}: ` +
+    `${latency}, lost ${step.lost}, cpu gen ${cores.generator} (event loop ${step.generatorEventLoopUtilization}) ` +
+    `A ${cores.serverA} B ${cores.serverB} redis ${cores.redis} other processes ${cores.otherProcesses}, ` +
+    `server ${step.serverCpuMicrosecondsPerDelivery} µs/delivery ` +
+    `→ ${step.passed ? 'pass' : `FAIL (${step.failures.join('; ')})`}${step.disturbed ? ' [disturbed by other processes]' : ''}`
+}
+
+/** Connects clients, runs a warm-up step, runs `measure`, and disconnects the clients. */
+async function withClients (bench, { fanout, group, outsiders = 0 }, measure) {
+  const connected = await bench.loadGenerator.request('connect', {
+    system: bench.system,
+    ports: bench.servers.map((server) => server.port),
+    members: fanout,
+    outsiders,
+    samplers: samplersFor(fanout),
+    group
+  }, 600_000)
+  log(`[${bench.system}] connected ${connected.connected} clients in ${connected.seconds.toFixed(1)} s`)
+  const scenario = group === undefined ? 'all' : 'group'
+  await runStep(bench, { scenario, fanout, group, ...WARMUP })
+  try {
+    return await measure()
+  } finally {
+    await bench.loadGenerator.request('disconnect', {}, 120_000)
+  }
+}
+
+async function benchmarkSystem (system, redis, config, { nodeOptions } = {}) {
+  const result = { loadAverage: { before: loadavg().map((value) => Math.round(value * 100) / 100) }, ladders: [] }
+  const onStep = (step) => log(describeStep(system, step))
+  const servers = await startServers(system, redis.url, { nodeOptions })
+  const retryDeadline = performance.now() + config.retryBudgetMs
+  const bench = { system, servers, loadGenerator: startLoadGenerator(), redis, nextStep: 1, quietWaitMs: config.quietWaitMs, retryDeadline }
+  try {
+    for (const fanout of config.allFanouts) {
+      await withClients(bench, { fanout }, async () => {
+        result.ladders.push(await runLadder(bench, { scenario: 'all', fanout, ladder: config.ladder, stepMs: config.stepMs, onStep }))
+        if (config.fixedRate?.fanout === fanout) result.fixedRate = await runFixedRate(bench, config.fixedRate, onStep)
+      })
+    }
+    if (config.allFanouts.length === 0 && config.fixedRate !== undefined) {
+      await withClients(bench, { fanout: config.fixedRate.fanout }, async () => {
+        result.fixedRate = await runFixedRate(bench, config.fixedRate, onStep)
+      })
+    }
+    for (const fanout of config.groupFanouts) {
+      // As many clients outside the group as in it, so the servers must select the members.
+      await withClients(bench, { fanout, group: GROUP, outsiders: fanout }, async () => {
+        result.ladders.push(await runLadder(bench, { scenario: 'group', fanout, group: GROUP, ladder: config.ladder, stepMs: config.stepMs, onStep }))
+      })
+    }
+  } finally {
+    await Promise.all([bench.loadGenerator.stop(), ...servers.map((server) => server.stop())])
+  }
+
+  if (config.idleConnections > 0) {
+    // Fresh processes, so the ladders' buffers and garbage do not blur the memory readings.
+    const fresh = { system, servers: await startServers(system, redis.url), loadGenerator: startLoadGenerator(), redis, nextStep: 1, quietWaitMs: config.quietWaitMs, retryDeadline }
+    try {
+      result.idleMemory = await measureIdleMemory(fresh, { connections: idleConnectionCount(config.idleConnections) })
+      log(`[${system}] idle memory: ${result.idleMemory.rssKiBPerConnection} KiB RSS per connection`)
+    } finally {
+      await Promise.all([fresh.loadGenerator.stop(), ...fresh.servers.map((server) => server.stop())])
     }
   }
-  let timer
-  await Promise.race([done, new Promise((resolve) => { timer = setTimeout(resolve, 120_000) })])
-  clearTimeout(timer)
-  const elapsed = (performance.now() - started) / 1000
-  const latencies = state.latencies.sort((x, y) => x - y)
-  return {
-    mode: rate > 0 ? `paced at ${rate} broadcasts/s` : 'burst',
-    delivered: `${state.received} of ${expected}`,
-    seconds: Number(elapsed.toFixed(2)),
-    deliveriesPerSecond: Math.round(state.received / elapsed),
-    broadcastsPerSecond: Math.round(messageCount / elapsed),
-    latencyMs: {
-      p50: Number(percentile(latencies, 0.5).toFixed(2)),
-      p99: Number(percentile(latencies, 0.99).toFixed(2)),
-      max: Number(latencies.at(-1).toFixed(2))
-    },
-    heapGrowthMiB: Number(((process.memoryUsage().heapUsed - heapBefore) / 2 ** 20).toFixed(1)),
-    rssMiB: Math.round(process.memoryUsage().rss / 2 ** 20)
+  result.loadAverage.after = loadavg().map((value) => Math.round(value * 100) / 100)
+  return result
+}
+
+function runFixedRate (bench, fixedRate, onStep) {
+  return runFixedRateStep(bench, { scenario: 'all', ...fixedRate, onStep })
+}
+
+/** Returns the idle connections to open, fewer if the open-file limit would not allow them. */
+function idleConnectionCount (requested) {
+  const hard = Number(execFileSync('/bin/sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim())
+  const available = hard - 200
+  if (Number.isNaN(hard) || requested <= available) return requested
+  log(`NOTE: the open-file hard limit is ${hard}, so the memory scenario opens ${available} connections instead of ${requested}`)
+  return available
+}
+
+/** Runs fastify-backplane's servers under `node --cpu-prof` at the fixed rate and summarises the profiles. */
+async function profile (redis, config, stamp) {
+  const directory = `${resultsDirectory}profiles/${stamp}`
+  mkdirSync(directory, { recursive: true })
+  const nodeOptions = (label) => ['--cpu-prof', `--cpu-prof-dir=${directory}`, `--cpu-prof-name=server-${label}.cpuprofile`]
+  const result = await benchmarkSystem(SUBJECT, redis, config, { nodeOptions })
+  const profiles = {}
+  for (const label of ['A', 'B']) {
+    profiles[label] = summariseProfile(JSON.parse(readFileSync(`${directory}/server-${label}.cpuprofile`, 'utf8')))
   }
+  return { ...result, profiles, profileDirectory: directory }
 }
 
-const redis = await startRedis()
-const [a, b] = [await startInstance(redis.url), await startInstance(redis.url)]
-const state = { latencies: [], received: 0, onReceived: () => {} }
-const sockets = []
-for (let index = 0; index < clientCount; index++) {
-  sockets.push(await connect(index % 2 === 0 ? a : b, (message, now) => {
-    state.latencies.push(now - message.arguments[0])
-    state.onReceived()
-  }))
+async function main () {
+  const options = parseArguments(process.argv.slice(2))
+  if (!(MIN_RATIO_TO_FLOOR > 0)) throw new Error(`invalid BENCH_MIN_RATIO_TO_FLOOR "${process.env.BENCH_MIN_RATIO_TO_FLOOR}": expected a positive number`)
+  const config = modes[options.mode]
+  if (options.mode === 'profile') {
+    config.fixedRate.fanout = options.fanout ?? config.fixedRate.fanout
+    config.fixedRate.deliveriesPerSecond = options.rate ?? config.fixedRate.deliveriesPerSecond
+  }
+  const watchdog = setTimeout(() => {
+    log(`the run exceeded its ${config.watchdogMs / 60_000} min limit; stopping every process it started`)
+    stopAll().finally(() => process.exit(2))
+  }, config.watchdogMs)
+  watchdog.unref()
+
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-')
+  const redis = await startRedis()
+  const results = {
+    mode: options.mode,
+    startedAt: new Date().toISOString(),
+    command: `node bench/run.js ${process.argv.slice(2).join(' ')}`.trim(),
+    machine: describeMachine(redis.version),
+    subject: describeSubject(),
+    settings: { ...config, warmup: WARMUP, latencyLimitMs: LATENCY_LIMIT_MS, disturbanceCores: DISTURBANCE_CORES, payloadBytes: 64, minRatioToFloor: MIN_RATIO_TO_FLOOR },
+    systems: {},
+    errors: {}
+  }
+  log(`bench ${options.mode}: ${results.machine.nproc} × ${results.machine.cpuModel}, Node ${results.machine.node}, redis ${redis.version} on port ${redis.port}, load ${loadavg()[0].toFixed(2)}`)
+
+  try {
+    for (const system of options.systems) {
+      try {
+        results.systems[system] = options.mode === 'profile'
+          ? await profile(redis, config, stamp)
+          : await benchmarkSystem(system, redis, config)
+      } catch (err) {
+        log(`[${system}] failed: ${err.stack ?? err}`)
+        results.errors[system] = String(err.message ?? err)
+      }
+    }
+  } finally {
+    await redis.stop()
+    await stopAll()
+  }
+  results.finishedAt = new Date().toISOString()
+
+  mkdirSync(resultsDirectory, { recursive: true })
+  const json = JSON.stringify(results, null, 2) + '\n'
+  writeFileSync(`${resultsDirectory}${options.mode}-${stamp}.json`, json)
+  writeFileSync(`${resultsDirectory}latest-${options.mode}.json`, json)
+  log(`results written to bench/results/${options.mode}-${stamp}.json and bench/results/latest-${options.mode}.json`)
+
+  if (options.mode === 'profile') {
+    console.log(formatProfiles(results.systems[SUBJECT]?.profiles))
+    return Object.keys(results.errors).length > 0 ? 2 : 0
+  }
+  console.log(formatReport(results))
+  return checkRegression(results)
 }
 
-const report = {
-  machine: `${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
-  setup: `2 instances on one local redis-server, ${clientCount} raw WebSocket clients split evenly, ${messageCount} broadcasts of ~${payloadBytes} B from instance A; servers, clients and redis-server share the machine`,
-  scenarios: [
-    await runScenario(a, sockets, state, 0),
-    await runScenario(a, sockets, state, pacedRate)
-  ]
+function formatProfiles (profiles) {
+  if (profiles === undefined) return 'no profile was recorded'
+  return Object.entries(profiles).map(([label, summary]) => [
+    `Server ${label}: ${summary.totalMs} ms sampled, ${summary.busyMs} ms busy, ${summary.idlePercent} % idle`,
+    'Self time by package (% of busy):',
+    ...summary.byCategory.map((entry) => `  ${entry.selfPercent.toFixed(1).padStart(5)} %  ${entry.category}`),
+    'Functions with the most self time (% of busy):',
+    ...summary.topSelf.map((entry) => `  ${entry.selfPercent.toFixed(1).padStart(5)} %  ${entry.function}  ${entry.location}  [${entry.category}]`),
+    'fastify-backplane functions by total time, callees included (% of busy):',
+    ...summary.libraryTotal.map((entry) => `  ${entry.totalPercent.toFixed(1).padStart(5)} %  ${entry.function}  ${entry.location}`)
+  ].join('\n')).join('\n\n')
 }
-console.log(JSON.stringify(report, null, 2))
 
-for (const socket of sockets) socket.terminate()
-await Promise.all([a.close(), b.close()])
-redis.stop()
+/**
+ * Returns the exit code. It is 1 below the threshold, and 3 below it when other processes
+ * disturbed the failure that bounded fastify-backplane's ladder, because then the run proves
+ * nothing. It is 2 when a system failed to run, and 0 otherwise.
+ */
+function checkRegression (results) {
+  const failedSystems = Object.keys(results.errors).length > 0 ? 2 : 0
+  const ratio = ratioToFloor(results, 'all', 1000)
+  if (ratio === undefined) {
+    log('regression check skipped: it needs the fastify-backplane and floor ladders at 1,000 clients')
+    return failedSystems
+  }
+  const summary = `${SUBJECT} ÷ floor, highest rate at 1,000 clients = ${ratio.toFixed(2)} (threshold ${MIN_RATIO_TO_FLOOR})`
+  if (ratio >= MIN_RATIO_TO_FLOOR) {
+    console.log(`\nRegression check: ${summary}: pass`)
+    return failedSystems
+  }
+  const bounding = results.systems[SUBJECT].ladders.find((ladder) => ladder.scenario === 'all' && ladder.fanout === 1000).atFirstFailure
+  if (bounding?.disturbed === true) {
+    console.log(`\nRegression check: ${summary}: inconclusive, because other processes used ${bounding.cpuCores.otherProcesses} cores ` +
+      `during the failure that bounded ${SUBJECT}'s ladder. Rerun on a quieter machine.`)
+    return 3
+  }
+  console.log(`\nRegression check: ${summary}: FAIL`)
+  return 1
+}
+
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    log(`received ${signal}; stopping every process this run started`)
+    stopAll().finally(() => process.exit(130))
+  })
+}
+
+main().then(
+  (code) => { process.exitCode = code },
+  async (err) => {
+    log(`bench failed: ${err.stack ?? err}`)
+    await stopAll()
+    process.exitCode = 2
+  }
+)

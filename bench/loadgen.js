@@ -1,0 +1,195 @@
+// The load generator, a child process of the runner. It opens the clients of one system under
+// test, counts the payloads of the current step and measures latency on a sample of clients.
+// It also reports its own CPU use, so that a saturated generator shows in the results.
+import { performance } from 'node:perf_hooks'
+import { clientConnectors } from './lib/clients.js'
+import { nowMicroseconds, readSentMicroseconds, readStep } from './lib/payload.js'
+import { delay, serveRequests } from './lib/rpc.js'
+
+/** Connections opened at once; more would overflow the servers' listen backlog. */
+const CONNECT_CONCURRENCY = 100
+const PING_INTERVAL_MS = 10_000
+
+let clients = []
+let pingTimer
+
+const counters = {
+  step: -1,
+  received: 0,
+  /** Payloads of another step: late arrivals from an earlier one. */
+  stale: 0,
+  /** Payloads that reached a client outside the target group. */
+  misdelivered: 0,
+  /** Clients whose connection closed without the load generator closing it. */
+  unexpectedCloses: 0,
+  lastArrival: 0,
+  latencies: new Float64Array(1 << 16),
+  latencyCount: 0
+}
+
+function recordLatency (milliseconds) {
+  if (counters.latencyCount === counters.latencies.length) {
+    const larger = new Float64Array(counters.latencies.length * 2)
+    larger.set(counters.latencies)
+    counters.latencies = larger
+  }
+  counters.latencies[counters.latencyCount++] = milliseconds
+}
+
+function createPayloadHandler (role) {
+  if (role === 'outsider') {
+    return () => { counters.misdelivered++ }
+  }
+  if (role === 'sampler') {
+    return (source, offset) => {
+      counters.lastArrival = performance.now()
+      if (readStep(source, offset) !== counters.step) {
+        counters.stale++
+        return
+      }
+      counters.received++
+      recordLatency((nowMicroseconds() - readSentMicroseconds(source, offset)) / 1000)
+    }
+  }
+  return (source, offset) => {
+    counters.lastArrival = performance.now()
+    if (readStep(source, offset) === counters.step) counters.received++
+    else counters.stale++
+  }
+}
+
+/**
+ * Spreads the samplers evenly over the members, alternating between the two servers. Servers
+ * write to their sockets in connection order, so samplers taken from the front would see only
+ * the first writes of each fan-out.
+ */
+function samplerIndexes (members, samplers) {
+  const indexes = new Set()
+  for (let k = 0; k < Math.min(samplers, members); k++) {
+    let index = Math.floor((k * members) / samplers)
+    if (index % 2 !== k % 2 && index + 1 < members) index++
+    indexes.add(index)
+  }
+  return indexes
+}
+
+/**
+ * Opens `members` clients that receive the broadcasts, `samplers` of which measure latency,
+ * and `outsiders` clients outside `group` that must receive nothing. Client i connects to
+ * ports[i % 2], so each server hosts half of each kind.
+ */
+async function connect ({ system, ports, members, outsiders = 0, samplers, group, timeoutMs = 15_000 }) {
+  const connector = clientConnectors[system]
+  if (connector === undefined) throw new Error(`unknown system "${system}"`)
+  const roles = new Array(members).fill('counter')
+  for (const index of samplerIndexes(members, samplers)) roles[index] = 'sampler'
+  for (let index = 0; index < outsiders; index++) roles.push('outsider')
+
+  const started = performance.now()
+  const onClose = () => { counters.unexpectedCloses++ }
+  for (let first = 0; first < roles.length; first += CONNECT_CONCURRENCY) {
+    const batch = roles.slice(first, first + CONNECT_CONCURRENCY).map((role, offset) => connector({
+      port: ports[(first + offset) % ports.length],
+      group: role === 'outsider' ? undefined : group,
+      onPayload: createPayloadHandler(role),
+      onClose,
+      timeoutMs
+    }))
+    clients.push(...await Promise.all(batch))
+  }
+
+  clearInterval(pingTimer)
+  pingTimer = setInterval(() => { for (const client of clients) client.ping() }, PING_INTERVAL_MS)
+  return { connected: clients.length, seconds: (performance.now() - started) / 1000 }
+}
+
+async function disconnect () {
+  clearInterval(pingTimer)
+  const closing = clients
+  clients = []
+  for (let first = 0; first < closing.length; first += 500) {
+    await Promise.all(closing.slice(first, first + 500).map((client) => client.close()))
+  }
+  return { closed: closing.length }
+}
+
+let stepStarted
+/**
+ * Waits until no payload arrived for `quietMs` (at most `settleMs`), so that the backlog of a
+ * failed step does not slow the next one, then starts counting `step`.
+ */
+async function beginStep ({ step, quietMs = 250, settleMs = 10_000 }) {
+  const deadline = performance.now() + settleMs
+  while (performance.now() - counters.lastArrival < quietMs && performance.now() < deadline) await delay(25)
+  counters.step = step
+  counters.received = 0
+  counters.stale = 0
+  counters.misdelivered = 0
+  counters.latencyCount = 0
+  stepStarted = { time: performance.now(), cpu: process.cpuUsage(), eventLoop: performance.eventLoopUtilization() }
+  return { settled: performance.now() < deadline }
+}
+
+/**
+ * Waits until `expected` payloads of the step arrived, or none arrived for `quietMs`, or
+ * `drainMs` passed, then summarises the step.
+ */
+async function finishStep ({ expected, drainMs = 3000, quietMs = 1000 }) {
+  const drainStarted = performance.now()
+  let lastCount = -1
+  let lastProgress = drainStarted
+  while (counters.received < expected) {
+    const now = performance.now()
+    if (counters.received !== lastCount) {
+      lastCount = counters.received
+      lastProgress = now
+    }
+    if (now - drainStarted >= drainMs || now - lastProgress >= quietMs) break
+    await delay(10)
+  }
+
+  const seconds = (performance.now() - stepStarted.time) / 1000
+  const cpu = process.cpuUsage(stepStarted.cpu)
+  const eventLoop = performance.eventLoopUtilization(stepStarted.eventLoop)
+  return {
+    received: counters.received,
+    expected,
+    lost: Math.max(0, expected - counters.received),
+    stale: counters.stale,
+    misdelivered: counters.misdelivered,
+    unexpectedCloses: counters.unexpectedCloses,
+    drainSeconds: (performance.now() - drainStarted) / 1000,
+    latencyMs: summariseLatencies(counters.latencies.subarray(0, counters.latencyCount)),
+    generator: {
+      cpuCores: (cpu.user + cpu.system) / 1e6 / seconds,
+      eventLoopUtilization: eventLoop.utilization
+    }
+  }
+}
+
+function summariseLatencies (samples) {
+  if (samples.length === 0) return { samples: 0 }
+  const sorted = Float64Array.from(samples).sort()
+  const at = (quantile) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * quantile))]
+  const round = (value) => Math.round(value * 100) / 100
+  return {
+    samples: sorted.length,
+    p50: round(at(0.5)),
+    p90: round(at(0.9)),
+    p99: round(at(0.99)),
+    p999: round(at(0.999)),
+    max: round(sorted[sorted.length - 1])
+  }
+}
+
+serveRequests({
+  connect,
+  disconnect,
+  begin: beginStep,
+  finish: finishStep,
+  sample: () => ({ cpu: process.cpuUsage(), memory: process.memoryUsage(), clients: clients.length }),
+  async stop () {
+    await disconnect()
+    setTimeout(() => process.exit(0), 50)
+  }
+})

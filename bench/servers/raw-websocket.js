@@ -1,0 +1,84 @@
+// The two reference servers without a protocol: `ws` plus ioredis, nothing else. They differ
+// only in how a payload reaches the sockets, which the entry passes in as `createDelivery`.
+//
+// A client joins a group by sending the text `join:NAME` and waits for `joined`. On Redis, a
+// message is one origin byte (the instance number) followed by the payload, so an instance
+// drops its own echo without decoding anything.
+import { once } from 'node:events'
+import { createServer } from 'node:http'
+import { Redis } from 'ioredis'
+import { WebSocketServer } from 'ws'
+
+const ALL_CHANNEL = 'bench:all'
+const GROUP_CHANNEL_PREFIX = 'bench:group:'
+const JOIN_PREFIX = 'join:'
+
+/**
+ * Starts a raw WebSocket server. `createDelivery()` returns `deliver(sockets, payload)`, which
+ * writes a payload Buffer to every socket of an iterable.
+ */
+export async function startRawServer ({ redisUrl, instance, createDelivery }) {
+  const deliver = createDelivery()
+  const origin = Buffer.from([instance])
+  const publisher = new Redis(redisUrl)
+  const subscriber = publisher.duplicate()
+  await Promise.all([once(publisher, 'ready'), once(subscriber, 'ready')])
+
+  const sockets = new Set()
+  const groups = new Map()
+  const channelSockets = new Map([[ALL_CHANNEL, sockets]])
+  await subscriber.subscribe(ALL_CHANNEL)
+  subscriber.on('messageBuffer', (channel, message) => {
+    if (message[0] === instance) return
+    const targets = channelSockets.get(channel.toString('latin1'))
+    if (targets !== undefined) deliver(targets, message.subarray(1))
+  })
+
+  async function join (socket, group) {
+    let members = groups.get(group)
+    if (members === undefined) {
+      members = new Set()
+      groups.set(group, members)
+      channelSockets.set(GROUP_CHANNEL_PREFIX + group, members)
+      await subscriber.subscribe(GROUP_CHANNEL_PREFIX + group)
+    }
+    members.add(socket)
+    socket.once('close', () => members.delete(socket))
+  }
+
+  const httpServer = createServer()
+  const webSocketServer = new WebSocketServer({ server: httpServer, perMessageDeflate: false })
+  webSocketServer.on('connection', (socket) => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.on('message', (data) => {
+      const text = data.toString()
+      if (!text.startsWith(JOIN_PREFIX)) return
+      join(socket, text.slice(JOIN_PREFIX.length)).then(
+        () => socket.send('joined'),
+        (err) => { console.error(`raw server ${instance}: join failed: ${err.message}`); socket.close(1011) }
+      )
+    })
+  })
+  httpServer.listen(0, '127.0.0.1')
+  await once(httpServer, 'listening')
+
+  function publish (channel, targets, payload) {
+    const bytes = Buffer.from(payload, 'latin1')
+    deliver(targets, bytes)
+    void publisher.publish(channel, Buffer.concat([origin, bytes]))
+  }
+
+  return {
+    port: httpServer.address().port,
+    broadcast: (payload) => publish(ALL_CHANNEL, sockets, payload),
+    broadcastToGroup: (group, payload) => publish(GROUP_CHANNEL_PREFIX + group, groups.get(group) ?? new Set(), payload),
+    async close () {
+      for (const socket of sockets) socket.terminate()
+      webSocketServer.close()
+      httpServer.close()
+      publisher.disconnect()
+      subscriber.disconnect()
+    }
+  }
+}
