@@ -11,6 +11,7 @@ import type { HubConnectionContext, HubOptions } from '../src/index.js'
 import { startInstance } from './helpers/instances.js'
 import { RawHubClient } from './helpers/raw-hub.js'
 import { baseUrl } from './helpers/signalr.js'
+import { collectProcessErrors } from './helpers/process-errors.js'
 
 const UNAUTHORIZED = (target: string): string => `Failed to invoke '${target}' because user is unauthorized`
 
@@ -141,10 +142,7 @@ test('authorizeGroup denies join', async (t) => {
 })
 
 test('ignored denied join is handled', async (t) => {
-  const unhandled: unknown[] = []
-  const record = (reason: unknown): void => { unhandled.push(reason) }
-  process.on('unhandledRejection', record)
-  t.after(() => process.off('unhandledRejection', record))
+  const unhandled = collectProcessErrors(t)
   const app = await startHub(t, {
     authorizeGroup: () => false,
     methods: {

@@ -15,6 +15,7 @@ import { Opcode, RawFrameClient } from './helpers/raw-frames.js'
 import { RS } from './helpers/raw-hub.js'
 import { frameMessage } from './helpers/raw-msgpack.js'
 import { baseUrl, connectClient } from './helpers/signalr.js'
+import { collectProcessErrors } from './helpers/process-errors.js'
 
 // Property-based tests: random and half-valid input never makes a parser throw anything but
 // a coded protocol error, and never crashes the live hub or disturbs its other clients.
@@ -144,14 +145,7 @@ test('handshake parser rejects only with codes', () => {
 })
 
 test('live hub survives random frames', async (t) => {
-  const unexpected: unknown[] = []
-  const record = (reason: unknown): void => { unexpected.push(reason) }
-  process.on('unhandledRejection', record)
-  process.on('uncaughtException', record)
-  t.after(() => {
-    process.off('unhandledRejection', record)
-    process.off('uncaughtException', record)
-  })
+  const unexpected = collectProcessErrors(t, { uncaught: true })
 
   const app = await startInstance(t, {
     hub: {
@@ -204,14 +198,7 @@ test('live hub survives random frames', async (t) => {
 })
 
 test('live hub survives random WebSocket bytes', async (t) => {
-  const unexpected: unknown[] = []
-  const record = (reason: unknown): void => { unexpected.push(reason) }
-  process.on('unhandledRejection', record)
-  process.on('uncaughtException', record)
-  t.after(() => {
-    process.off('unhandledRejection', record)
-    process.off('uncaughtException', record)
-  })
+  const unexpected = collectProcessErrors(t, { uncaught: true })
 
   const app = await startInstance(t, {
     hub: { maximumInvocationsPerSecond: 10_000, methods: { Echo: (_context: HubConnectionContext, value: unknown) => value } }

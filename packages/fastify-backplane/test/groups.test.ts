@@ -124,7 +124,7 @@ test('presence counts across instances', async (t) => {
   assert.deepEqual(await a.backplane.hubContext().count(), { connections: 4, instances: 3, complete: true })
   assert.deepEqual(await c.backplane.hubContext().count({ group: 'room' }), { connections: 3, instances: 3, complete: true })
 
-  // A subscriber that never answers stands in for an instance that hangs.
+  // A subscriber that never replies plays the part of an instance that hangs.
   const silent = new Redis(redis.port, '127.0.0.1')
   t.after(() => silent.disconnect())
   await silent.subscribe(allChannel)

@@ -10,6 +10,7 @@ import { encodeFrame, Opcode, RawFrameClient } from './helpers/raw-frames.js'
 import { JSON_HANDSHAKE, RawHubClient, RS } from './helpers/raw-hub.js'
 import { encodeVarint, frameMessage, RawMessagePackClient } from './helpers/raw-msgpack.js'
 import { connectClient } from './helpers/signalr.js'
+import { collectProcessErrors } from './helpers/process-errors.js'
 
 // One server receives every malformed handshake, hub message and WebSocket frame in the table
 // below, each on a connection of its own, while two official clients (JSON and MessagePack)
@@ -269,10 +270,7 @@ test('malformed input table', async (t) => {
     logLines,
     hub: { methods, maximumReceiveMessageSize: MAXIMUM_MESSAGE_SIZE, maximumWebSocketMessageSize: MAXIMUM_WEBSOCKET_MESSAGE_SIZE }
   })
-  const unhandled: unknown[] = []
-  const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }
-  process.on('unhandledRejection', onUnhandled)
-  t.after(() => process.off('unhandledRejection', onUnhandled))
+  const unhandled = collectProcessErrors(t)
 
   const healthy: Array<[string, HubConnection]> = [
     ['JSON', await connectClient(app, '/testHub')],

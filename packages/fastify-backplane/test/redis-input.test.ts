@@ -6,6 +6,7 @@ import type { HubConnectionContext } from '../src/index.js'
 import { startInstance } from './helpers/instances.js'
 import { startRedisServer } from './helpers/redis-server.js'
 import { connectClient, Received } from './helpers/signalr.js'
+import { collectProcessErrors } from './helpers/process-errors.js'
 
 // Whatever arrives on the backplane's channels, from a buggy instance of another version or
 // from anything else that can publish to Redis, the instance must drop it without crashing
@@ -52,14 +53,7 @@ const payload = fc.oneof(
 )
 
 test('malformed backplane messages are dropped', async (t) => {
-  const unexpected: unknown[] = []
-  const record = (reason: unknown): void => { unexpected.push(reason) }
-  process.on('unhandledRejection', record)
-  process.on('uncaughtException', record)
-  t.after(() => {
-    process.off('unhandledRejection', record)
-    process.off('uncaughtException', record)
-  })
+  const unexpected = collectProcessErrors(t, { uncaught: true })
 
   const redis = await startRedisServer()
   t.after(() => redis.stop())

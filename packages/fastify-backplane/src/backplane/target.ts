@@ -1,5 +1,5 @@
 /**
- * Who receives a message on each instance. Lists reach each connection once, even a
+ * The recipients of a message on each instance. Lists reach each connection once, even a
  * connection that belongs to several of the listed groups.
  */
 export type Target =

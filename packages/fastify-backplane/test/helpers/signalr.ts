@@ -2,7 +2,7 @@ import { HttpTransportType, HubConnectionBuilder, LogLevel } from '@microsoft/si
 import type { HubConnection } from '@microsoft/signalr'
 import type { FastifyInstance } from 'fastify'
 
-/** The base URL of a listening Fastify instance, on loopback. */
+/** Returns the loopback base URL of a listening Fastify instance. */
 export function baseUrl (app: FastifyInstance): string {
   const address = app.server.address()
   if (address === null || typeof address === 'string') throw new Error('the app is not listening on TCP')
