@@ -2,10 +2,12 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import type { TestContext } from 'node:test'
 import type { FastifyInstance } from 'fastify'
+import type { Redis } from 'ioredis'
 import { jsonHubProtocol, MessageType } from '../src/index.js'
 import type { HubMessage, HubProtocol } from '../src/index.js'
 import { RawHubClient } from './helpers/raw-hub.js'
 import { startInstance } from './helpers/instances.js'
+import { connectAdmin } from './helpers/redis-admin.js'
 import { startRedisServer } from './helpers/redis-server.js'
 
 const TARGET = 'countedNews'
@@ -50,3 +52,26 @@ test('broadcast encodes once per instance', async (t) => {
   assert.equal(protocolA.encoded, 1, 'encodings on the sending instance')
   assert.equal(protocolB.encoded, 0, 'encodings on the receiving instance')
 })
+
+test('publishes of one turn pipelined', async (t) => {
+  const redis = await startRedisServer()
+  t.after(() => redis.stop())
+  const admin = await connectAdmin(t, redis)
+  const app = await startInstance(t, { backplane: { redis: redis.url, healthCheckInterval: 60_000 } })
+  const count = 200
+
+  const readsBefore = await readsProcessed(admin)
+  await Promise.all(Array.from({ length: count }, (_, index) => app.broadcast('pipelined', [index])))
+  const reads = await readsProcessed(admin) - readsBefore
+
+  // The admin's INFO commands take a read each, and 200 PUBLISH commands of about 80 bytes sent
+  // in one write fit in a few reads. Sent one write at a time, they take about one read each.
+  assert.ok(reads <= 8, `redis-server processed ${reads} reads for ${count} publishes`)
+})
+
+async function readsProcessed (admin: Redis): Promise<number> {
+  const stats = await admin.info('stats')
+  const match = /^total_reads_processed:(\d+)/m.exec(stats)
+  assert.ok(match !== null, 'INFO stats reports total_reads_processed')
+  return Number(match[1])
+}

@@ -55,8 +55,6 @@ export interface ConnectionIdentity {
 export class HubConnection {
   readonly id: string
   readonly userId: string | undefined
-  readonly context: HubConnectionContext
-  readonly log: FastifyBaseLogger
   /** Each joined group and the promise that settles once it is subscribed. */
   readonly groups = new Map<string, Promise<void>>()
   protocol: HubProtocol | undefined
@@ -65,32 +63,46 @@ export class HubConnection {
 
   readonly #hub: Hub
   readonly #socket: WebSocket
+  readonly #request: FastifyRequest
   #state: 'handshaking' | 'connected' | 'closing' | 'closed' = 'handshaking'
-  readonly #handshake: RecordSeparatorSplitter
+  // Idle connections are the bulk of a hub's memory, so what only the handshake needs is
+  // dropped after it, and the rest is created on first use.
+  #handshake: RecordSeparatorSplitter | undefined
+  #handshakeTimer: NodeJS.Timeout | undefined
   #reader: HubMessageReader | undefined
   #runner: InvocationRunner | undefined
-  readonly #clientResults: PendingClientResults
-  #handshakeTimer: NodeJS.Timeout | undefined
+  /** Settles once onConnected has run; invocations wait for it. */
+  #established: Promise<void> | undefined
+  #clientResults: PendingClientResults | undefined
+  #context: HubConnectionContext | undefined
+  #log: FastifyBaseLogger | undefined
   #closeError: Error | undefined
-  #queued: Buffer[] = []
-  #queuedBytes = 0
-  #queuedCallbacks: Array<(err?: Error) => void> = []
   readonly #closeListeners: Array<() => void> = []
 
   constructor (hub: Hub, socket: WebSocket, request: FastifyRequest, identity: ConnectionIdentity) {
     this.#hub = hub
     this.#socket = socket
+    this.#request = request
     this.id = identity.connectionId ?? randomBytes(16).toString('base64url')
     this.userId = identity.userId
     this.#handshake = new RecordSeparatorSplitter(hub.options.maximumReceiveMessageSize)
-    this.#clientResults = new PendingClientResults(this.id)
-    this.log = request.log.child({ connectionId: this.id, hub: hub.name })
-    this.context = hub.createContext(this, request)
 
     socket.on('message', (data, isBinary) => this.#receive(toBuffer(data), isBinary))
     socket.on('close', () => this.#closed())
     socket.on('error', (err) => this.log.debug({ err }, 'hub WebSocket error'))
     this.#handshakeTimer = setTimeout(() => this.#handshakeTimedOut(), hub.options.handshakeTimeout)
+  }
+
+  /** The context that hub methods, onConnected and onDisconnected receive. */
+  get context (): HubConnectionContext {
+    this.#context ??= this.#hub.createContext(this, this.#request)
+    return this.#context
+  }
+
+  /** A child of the request logger that carries the connection id and the hub. */
+  get log (): FastifyBaseLogger {
+    this.#log ??= this.#request.log.child({ connectionId: this.id, hub: this.#hub.name })
+    return this.#log
   }
 
   get connected (): boolean {
@@ -123,12 +135,12 @@ export class HubConnection {
       callback?.(new SlowClientError(this.#socket.bufferedAmount, this.#hub.options.maximumOutgoingBufferSize))
       return
     }
-    this.#queue(frame, callback)
+    this.#hub.outbox.send(this, frame, callback)
   }
 
-  /** Bytes queued here and in the socket, not yet handed to the network. */
+  /** Bytes queued this turn and in the socket, not yet handed to the network. */
   get bufferedAmount (): number {
-    return this.#socket.bufferedAmount + this.#queuedBytes
+    return this.#socket.bufferedAmount + this.#hub.outbox.queuedBytes(this)
   }
 
   /** Whether the socket has enough queued that a result stream should wait for it to drain. */
@@ -136,29 +148,25 @@ export class HubConnection {
     return this.bufferedAmount > this.#hub.options.maximumOutgoingBufferSize / 2
   }
 
-  /** Writes every queued frame in one call. The hub's flush scheduler calls it once per turn. */
-  flush (): void {
-    if (this.#queued.length === 0) return
-    const data = this.#queued.length === 1 ? this.#queued[0]! : Buffer.concat(this.#queued, this.#queuedBytes)
-    const callbacks = this.#queuedCallbacks
-    this.#queued = []
-    this.#queuedBytes = 0
-    this.#queuedCallbacks = []
+  /** Writes bytes to the TCP socket under the WebSocket. The hub's outbox calls it once per turn. */
+  write (bytes: Buffer, callback: ((err?: Error | null) => void) | undefined): void {
     this.lastSentAt = Date.now()
-
     const raw = rawSocket(this.#socket)
     if (raw === undefined || raw.destroyed) {
-      for (const callback of callbacks) callback(new Error('the socket is closed'))
+      callback?.(new Error('the socket is closed'))
       return
     }
-    raw.write(data, callbacks.length === 0 ? undefined : (err) => { for (const callback of callbacks) callback(err ?? undefined) })
+    raw.write(bytes, callback)
   }
 
-  #queue (frame: Buffer, callback: ((err?: Error) => void) | undefined): void {
-    this.#queued.push(frame)
-    this.#queuedBytes += frame.length
-    if (callback !== undefined) this.#queuedCallbacks.push(callback)
-    if (this.#queued.length === 1) this.#hub.flushScheduler.schedule(this)
+  /**
+   * Writes the turn's broadcasts to all, the same bytes for every connection of this protocol.
+   * The send buffer cap applies here as it does to each frame in `sendWebSocketFrame()`.
+   */
+  writeBroadcasts (bytes: Buffer): void {
+    if (this.#state !== 'connected') return
+    if (this.#socket.bufferedAmount > this.#hub.options.maximumOutgoingBufferSize) this.#closeSlowClient()
+    else this.write(bytes, undefined)
   }
 
   /** Encodes a message with this connection's protocol and queues it; settles once it is written. */
@@ -196,11 +204,12 @@ export class HubConnection {
   /** Invokes a client method and waits for the value the client's handler returns. */
   invokeClient (method: string, args: unknown[]): Promise<unknown> {
     if (this.#state !== 'connected') return Promise.reject(new ClientDisconnectedError(this.id, method))
+    this.#clientResults ??= new PendingClientResults(this.id)
     const { invocationId, result } = this.#clientResults.create(method, this.#hub.options.clientResultTimeout)
     try {
       this.sendFrame(this.protocol!.writeMessage({ type: MessageType.Invocation, target: method, arguments: args, invocationId }))
     } catch (err) {
-      this.#clientResults.fail(invocationId, err as Error)
+      this.#clientResults!.fail(invocationId, err as Error)
     }
     return result
   }
@@ -234,9 +243,9 @@ export class HubConnection {
       if (allowReconnect === true) message.allowReconnect = true
       // Queued past the send buffer cap on purpose, after everything queued before it, because
       // the Close is the last message. The WebSocket close frame follows it.
-      this.#queue(encodeWebSocketFrame(this.protocol!.writeMessage(message), this.protocol!.transferFormat === 'binary'), undefined)
+      this.#hub.outbox.send(this, encodeWebSocketFrame(this.protocol!.writeMessage(message), this.protocol!.transferFormat === 'binary'))
     }
-    this.flush()
+    this.#hub.outbox.flushConnection(this)
     this.#socket.close(code, reason)
   }
 
@@ -288,7 +297,7 @@ export class HubConnection {
   #readHandshake (chunk: Buffer): Buffer | undefined {
     let split
     try {
-      split = this.#handshake.splitFirst(chunk)
+      split = this.#handshake!.splitFirst(chunk)
     } catch (err) {
       this.#rejectHandshake(wire.HANDSHAKE_CANCELED, err as Error)
       return undefined
@@ -320,23 +329,30 @@ export class HubConnection {
   }
 
   #acceptHandshake (protocol: HubProtocol): void {
-    clearTimeout(this.#handshakeTimer)
+    this.#endHandshake()
     this.protocol = protocol
     this.#reader = protocol.createReader(this.#hub.options.maximumReceiveMessageSize)
     this.#state = 'connected'
+    this.#hub.outbox.join(this)
     this.sendFrame(writeHandshakeResponse())
-    this.log.debug({ protocol: protocol.name }, 'hub connection established')
+    // Checked first, so that an idle connection never creates its child logger.
+    if (isDebugEnabled(this.#request.log)) this.log.debug({ protocol: protocol.name }, 'hub connection established')
 
-    // Invocations wait for onConnected, so that none runs before the app set up the connection.
-    this.#runner = new InvocationRunner(this, this.#hub, this.#hub.connectionEstablished(this))
+    this.#established = this.#hub.connectionEstablished(this)
   }
 
   #rejectHandshake (text: string, err: Error): void {
-    clearTimeout(this.#handshakeTimer)
+    this.#endHandshake()
     this.log.warn({ err }, 'hub handshake rejected')
     this.#state = 'closing'
     this.#socket.send(writeHandshakeResponse(text))
     this.#socket.close(1000)
+  }
+
+  #endHandshake (): void {
+    clearTimeout(this.#handshakeTimer)
+    this.#handshakeTimer = undefined
+    this.#handshake = undefined
   }
 
   #handshakeTimedOut (): void {
@@ -358,7 +374,10 @@ export class HubConnection {
   }
 
   #dispatch (message: HubMessage): void {
-    const runner = this.#runner!
+    if (message.type === MessageType.Ping) return
+    // Created by the first message that needs it: a client that only pings never does.
+    // Invocations wait for onConnected, so that none runs before the app set up the connection.
+    const runner = this.#runner ??= new InvocationRunner(this, this.#hub, this.#established!)
     switch (message.type) {
       case MessageType.Invocation:
       case MessageType.StreamInvocation:
@@ -370,7 +389,7 @@ export class HubConnection {
         }
         break
       case MessageType.Completion:
-        if (!this.#clientResults.complete(message.invocationId, message) && !runner.endUpload(message.invocationId, message.error)) {
+        if (this.#clientResults?.complete(message.invocationId, message) !== true && !runner.endUpload(message.invocationId, message.error)) {
           this.log.debug({ invocationId: message.invocationId }, 'ignored a Completion for an unknown invocation')
         }
         break
@@ -381,20 +400,23 @@ export class HubConnection {
         this.log.debug({ error: message.error }, 'client sent Close')
         this.close()
         break
-      case MessageType.Ping:
-        break
     }
   }
 
   #closed (): void {
     const wasConnected = this.protocol !== undefined
     this.#state = 'closed'
-    clearTimeout(this.#handshakeTimer)
+    this.#endHandshake()
     this.#runner?.close()
-    this.#clientResults.disconnect()
+    this.#clientResults?.disconnect()
     this.#hub.connectionClosed(this, wasConnected, this.#closeError)
     for (const listener of this.#closeListeners.splice(0)) listener()
   }
+}
+
+/** Returns whether a logger writes debug lines. Fastify's loggers are pino's, which can tell. */
+function isDebugEnabled (log: FastifyBaseLogger): boolean {
+  return (log as FastifyBaseLogger & { isLevelEnabled?: (level: string) => boolean }).isLevelEnabled?.('debug') ?? true
 }
 
 /** Returns the TCP socket under a `ws` WebSocket, which ws keeps in its `_socket` field. */

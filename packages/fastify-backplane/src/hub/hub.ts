@@ -7,7 +7,8 @@ import { ClientTimeoutError } from '../errors.js'
 import { MessageType } from '../protocol/messages.js'
 import type { HubProtocol } from '../protocol/messages.js'
 import { HubConnection } from './connection.js'
-import { encodeWebSocketFrame, FlushScheduler } from './websocket-frame.js'
+import { Outbox } from './outbox.js'
+import { encodeWebSocketFrame } from './websocket-frame.js'
 import type { ConnectionIdentity } from './connection.js'
 import { ClientDisconnectedError } from '../errors.js'
 import type { HubConnectionContext, HubMethod, ResolvedHubOptions } from './options.js'
@@ -31,8 +32,9 @@ export class Hub implements LocalHub {
   readonly #groups = new Map<string, Set<HubConnection>>()
   readonly #users = new Map<string, Set<HubConnection>>()
   readonly #pingFrames: Map<string, Buffer>
-  /** Writes each connection's queued frames once per event-loop turn. */
-  readonly flushScheduler = new FlushScheduler()
+  /** Writes what each connection is sent during one event-loop turn in one call. */
+  readonly outbox = new Outbox(this.#connections)
+  readonly #protocolsWithoutFrames = new Set<HubProtocol>()
   #hubContext: HubContext | undefined
   #closing: Promise<void> | undefined
   #keepAliveTimer: NodeJS.Timeout | undefined
@@ -86,20 +88,31 @@ export class Hub implements LocalHub {
     return group === undefined ? this.#connections.size : (this.#groups.get(group)?.size ?? 0)
   }
 
-  /** Writes a broadcast to its local recipients, framed for the WebSocket once per protocol. */
+  /**
+   * Writes a broadcast to its local recipients, framed for the WebSocket once per protocol. A
+   * broadcast to all goes to the outbox once, not to each connection.
+   */
   deliver (target: Target, frames: ReadonlyMap<string, Buffer>, except: ReadonlySet<string>): void {
-    const webSocketFrames = new Map<HubProtocol, Buffer | undefined>()
+    const webSocketFrames = new Map<HubProtocol, Buffer>()
+    for (const protocol of this.protocols) {
+      const payload = frames.get(protocol.name)
+      if (payload !== undefined) webSocketFrames.set(protocol, encodeWebSocketFrame(payload, protocol.transferFormat === 'binary'))
+      else this.#warnMissingFrame(protocol)
+    }
+
+    if (target.kind === 'all') {
+      const left = new Set<HubConnection>()
+      for (const id of except) {
+        const connection = this.#connections.get(id)
+        if (connection !== undefined) left.add(connection)
+      }
+      this.outbox.broadcast(webSocketFrames, left, sendWebSocketFrame)
+      return
+    }
     for (const connection of this.#recipients(target)) {
       if (except.has(connection.id)) continue
-      const protocol = connection.protocol!
-      let frame = webSocketFrames.get(protocol)
-      if (frame === undefined && !webSocketFrames.has(protocol)) {
-        const payload = frames.get(protocol.name)
-        frame = payload === undefined ? undefined : encodeWebSocketFrame(payload, protocol.transferFormat === 'binary')
-        webSocketFrames.set(protocol, frame)
-      }
+      const frame = webSocketFrames.get(connection.protocol!)
       if (frame !== undefined) connection.sendWebSocketFrame(frame)
-      else connection.log.warn({ protocol: protocol.name }, 'broadcast carries no frame for this connection\'s protocol')
     }
   }
 
@@ -222,9 +235,6 @@ export class Hub implements LocalHub {
 
   * #recipients (target: Target): Iterable<HubConnection> {
     switch (target.kind) {
-      case 'all':
-        yield * this.#connections.values()
-        return
       case 'groups':
         yield * union(target.groups.map((group) => this.#groups.get(group)))
         return
@@ -237,6 +247,16 @@ export class Hub implements LocalHub {
       case 'users':
         yield * union(target.userIds.map((userId) => this.#users.get(userId)))
     }
+  }
+
+  /**
+   * Warns once per protocol that broadcasts skip its clients: another instance offers other
+   * protocols, so its broadcasts carry no frame for this one.
+   */
+  #warnMissingFrame (protocol: HubProtocol): void {
+    if (this.#protocolsWithoutFrames.has(protocol)) return
+    this.#protocolsWithoutFrames.add(protocol)
+    this.#log.warn({ hub: this.name, protocol: protocol.name }, 'broadcast carries no frame for this protocol, so its clients miss it; give every instance the same protocols')
   }
 
   async #leave (connection: HubConnection, group: string): Promise<void> {
@@ -259,6 +279,10 @@ export class Hub implements LocalHub {
       }
     }
   }
+}
+
+function sendWebSocketFrame (connection: HubConnection, frame: Buffer): void {
+  connection.sendWebSocketFrame(frame)
 }
 
 /** Waits for `promise` at most `timeout` ms. Returns whether it settled in time. */

@@ -34,8 +34,9 @@ export class InvocationRunner {
   readonly #hub: Hub
   readonly #ready: Promise<unknown>
   readonly #queue: Array<() => Promise<void>> = []
-  readonly #uploads = new Map<string, UploadStream>()
-  readonly #streams = new Map<string, { iterator: AsyncIterator<unknown>, cancelled: boolean }>()
+  // Created by the first upload or result stream, as most connections never open one.
+  #uploads: Map<string, UploadStream> | undefined
+  #streams: Map<string, { iterator: AsyncIterator<unknown>, cancelled: boolean }> | undefined
   #running = 0
   readonly #idleListeners: Array<() => void> = []
   readonly #rateLimit: TokenBucket
@@ -80,23 +81,23 @@ export class InvocationRunner {
 
   /** Feeds a StreamItem to its upload stream. Returns false if no such stream is open. */
   streamItem (streamId: string, item: unknown): boolean {
-    const upload = this.#uploads.get(streamId)
+    const upload = this.#uploads?.get(streamId)
     upload?.push(item)
     return upload !== undefined
   }
 
   /** Ends an upload stream on the client's Completion. Returns false if no such stream is open. */
   endUpload (streamId: string, error: string | undefined): boolean {
-    const upload = this.#uploads.get(streamId)
+    const upload = this.#uploads?.get(streamId)
     if (upload === undefined) return false
-    this.#uploads.delete(streamId)
+    this.#uploads!.delete(streamId)
     upload.end(error === undefined ? undefined : new HubException(error))
     return true
   }
 
   /** Stops a result stream on the client's CancelInvocation; its iterator's return() runs. */
   cancel (invocationId: string): void {
-    const stream = this.#streams.get(invocationId)
+    const stream = this.#streams?.get(invocationId)
     if (stream === undefined) return
     stream.cancelled = true
     stream.iterator.return?.().catch((err: unknown) => {
@@ -106,9 +107,9 @@ export class InvocationRunner {
 
   /** Ends every stream of a closed connection. */
   close (): void {
-    for (const upload of this.#uploads.values()) upload.end(new HubException('The connection closed.'))
-    this.#uploads.clear()
-    for (const invocationId of this.#streams.keys()) this.cancel(invocationId)
+    for (const upload of this.#uploads?.values() ?? []) upload.end(new HubException('The connection closed.'))
+    this.#uploads?.clear()
+    for (const invocationId of this.#streams?.keys() ?? []) this.cancel(invocationId)
     this.#queue.length = 0
   }
 
@@ -153,8 +154,9 @@ export class InvocationRunner {
       return false
     }
     const uploadCount = message.streamIds?.length ?? 0
-    if (uploadCount > 0 && this.#uploads.size + uploadCount > options.maximumUploadStreamsPerClient) {
-      this.#reject(message, new TooManyUploadStreamsError(uploadCount, this.#uploads.size, options.maximumUploadStreamsPerClient))
+    const openUploads = this.#uploads?.size ?? 0
+    if (uploadCount > 0 && openUploads + uploadCount > options.maximumUploadStreamsPerClient) {
+      this.#reject(message, new TooManyUploadStreamsError(uploadCount, openUploads, options.maximumUploadStreamsPerClient))
       return false
     }
     return true
@@ -199,12 +201,13 @@ export class InvocationRunner {
     for (const [index, streamId] of streamIds.entries()) {
       const upload = uploads[index]!
       upload[Symbol.asyncIterator]().return?.().catch(() => {})
-      if (this.#uploads.get(streamId) === upload) this.#uploads.delete(streamId)
+      if (this.#uploads?.get(streamId) === upload) this.#uploads.delete(streamId)
     }
   }
 
   #openUpload (streamId: string): UploadStream {
     const upload = new UploadStream(this.#hub.options.streamBufferCapacity, () => this.#connection.pauseReading(), () => this.#connection.resumeReading())
+    this.#uploads ??= new Map()
     this.#uploads.get(streamId)?.end(new HubException('The stream id was reused.'))
     this.#uploads.set(streamId, upload)
     return upload
@@ -291,6 +294,7 @@ export class InvocationRunner {
   /** Sends a result stream's items, then a Completion; stops early on CancelInvocation. */
   async #stream (invocationId: string, method: string, iterable: AsyncIterable<unknown>): Promise<void> {
     const stream = { iterator: iterable[Symbol.asyncIterator](), cancelled: false }
+    this.#streams ??= new Map()
     this.#streams.set(invocationId, stream)
     try {
       while (!stream.cancelled) {
@@ -303,7 +307,7 @@ export class InvocationRunner {
       this.#connection.log.error({ err, method, invocationId }, 'hub stream failed')
       this.#connection.sendCompletion(invocationId, { error: wire.streamFailed(err, this.#hub.options.enableDetailedErrors) })
     } finally {
-      this.#streams.delete(invocationId)
+      this.#streams?.delete(invocationId)
     }
   }
 }

@@ -28,25 +28,3 @@ export function encodeWebSocketFrame (payload: Buffer, binary: boolean): Buffer 
   payload.copy(frame, headerLength)
   return frame
 }
-
-/**
- * Writes what the connections of a hub queued during one event-loop turn, one write per
- * socket. Many broadcasts that arrive together then cost each socket one system call.
- */
-export class FlushScheduler {
-  readonly #dirty = new Set<{ flush: () => void }>()
-  #scheduled = false
-
-  schedule (connection: { flush: () => void }): void {
-    this.#dirty.add(connection)
-    if (this.#scheduled) return
-    this.#scheduled = true
-    setImmediate(() => this.#flushAll())
-  }
-
-  #flushAll (): void {
-    this.#scheduled = false
-    for (const connection of this.#dirty) connection.flush()
-    this.#dirty.clear()
-  }
-}

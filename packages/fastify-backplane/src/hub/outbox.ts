@@ -1,0 +1,143 @@
+import type { HubProtocol } from '../protocol/messages.js'
+
+/** What the outbox needs of a connection. `HubConnection` implements it. */
+export interface OutboxConnection {
+  readonly protocol: HubProtocol | undefined
+  /** Writes bytes to the socket; `callback` runs once they are handed to the network. */
+  write (bytes: Buffer, callback: ((err?: Error | null) => void) | undefined): void
+  /** Writes a turn's broadcasts to every connection, or closes a client that does not read. */
+  writeBroadcasts (bytes: Buffer): void
+}
+
+/** The frames one connection has queued this turn, and who waits for them to be written. */
+interface Queue {
+  frames: Buffer[]
+  bytes: number
+  callbacks: Array<(err?: Error) => void>
+}
+
+/**
+ * Writes what a hub's connections are sent during one event-loop turn, one write per socket.
+ *
+ * A broadcast to every connection is not copied into each connection's queue. The turn keeps
+ * one list of such frames per protocol, and at the end of the turn each connection that was sent
+ * nothing else gets the same concatenated bytes. A connection that is sent anything else, or
+ * that is left out of a broadcast, gets its own queue: it starts with the turn's broadcasts so
+ * far, and from then on every frame it is sent, broadcasts included, goes into it in order.
+ */
+export class Outbox<TConnection extends OutboxConnection> {
+  /** Every connection past the handshake: the recipients of a broadcast to all. */
+  readonly #connections: ReadonlyMap<string, TConnection>
+  /** This turn's broadcasts to every connection, per protocol. */
+  readonly #broadcasts = new Map<HubProtocol, Buffer[]>()
+  readonly #broadcastBytes = new Map<HubProtocol, number>()
+  /** The connections that have their own queue this turn. */
+  readonly #queues = new Map<TConnection, Queue>()
+  #scheduled = false
+
+  constructor (connections: ReadonlyMap<string, TConnection>) {
+    this.#connections = connections
+  }
+
+  /** Queues a frame for one connection. */
+  send (connection: TConnection, frame: Buffer, callback?: (err?: Error) => void): void {
+    const queue = this.#queues.get(connection) ?? this.#separate(connection)
+    queue.frames.push(frame)
+    queue.bytes += frame.length
+    if (callback !== undefined) queue.callbacks.push(callback)
+  }
+
+  /**
+   * Queues a broadcast to every connection but `except`, with one frame per protocol. A
+   * protocol without a frame in `frames` receives nothing.
+   */
+  broadcast (frames: ReadonlyMap<HubProtocol, Buffer>, except: ReadonlySet<TConnection>, sendOne: (connection: TConnection, frame: Buffer) => void): void {
+    for (const connection of except) this.#queues.get(connection) ?? this.#separate(connection)
+    for (const connection of this.#queues.keys()) {
+      if (except.has(connection) || connection.protocol === undefined) continue
+      const frame = frames.get(connection.protocol)
+      if (frame !== undefined) sendOne(connection, frame)
+    }
+    for (const [protocol, frame] of frames) {
+      let list = this.#broadcasts.get(protocol)
+      if (list === undefined) {
+        list = []
+        this.#broadcasts.set(protocol, list)
+      }
+      list.push(frame)
+      this.#broadcastBytes.set(protocol, (this.#broadcastBytes.get(protocol) ?? 0) + frame.length)
+    }
+    this.#schedule()
+  }
+
+  /**
+   * Gives a connection that has just completed its handshake an empty queue, so that it receives
+   * none of the broadcasts queued this turn before it joined.
+   */
+  join (connection: TConnection): void {
+    if (!this.#queues.has(connection)) this.#queues.set(connection, { frames: [], bytes: 0, callbacks: [] })
+    this.#schedule()
+  }
+
+  /** Bytes queued for a connection this turn and not yet written. */
+  queuedBytes (connection: TConnection): number {
+    const queue = this.#queues.get(connection)
+    if (queue !== undefined) return queue.bytes
+    return connection.protocol === undefined ? 0 : this.#broadcastBytes.get(connection.protocol) ?? 0
+  }
+
+  /** Writes a connection's queue now, before the end of the turn, as a Close requires. */
+  flushConnection (connection: TConnection): void {
+    const queue = this.#queues.get(connection) ?? this.#separate(connection)
+    if (queue.frames.length === 0) return
+    const { frames, bytes, callbacks } = queue
+    queue.frames = []
+    queue.bytes = 0
+    queue.callbacks = []
+    connection.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes), settleAll(callbacks))
+  }
+
+  /** Gives a connection its own queue, which starts with the broadcasts of this turn so far. */
+  #separate (connection: TConnection): Queue {
+    const broadcasts = connection.protocol === undefined ? undefined : this.#broadcasts.get(connection.protocol)
+    const queue: Queue = {
+      frames: broadcasts === undefined ? [] : [...broadcasts],
+      bytes: broadcasts === undefined ? 0 : this.#broadcastBytes.get(connection.protocol!)!,
+      callbacks: []
+    }
+    this.#queues.set(connection, queue)
+    this.#schedule()
+    return queue
+  }
+
+  #schedule (): void {
+    if (this.#scheduled) return
+    this.#scheduled = true
+    setImmediate(() => this.#flush())
+  }
+
+  #flush (): void {
+    this.#scheduled = false
+    if (this.#broadcasts.size > 0) {
+      const shared = new Map<HubProtocol, Buffer>()
+      for (const [protocol, frames] of this.#broadcasts) {
+        shared.set(protocol, frames.length === 1 ? frames[0]! : Buffer.concat(frames, this.#broadcastBytes.get(protocol)))
+      }
+      this.#broadcasts.clear()
+      this.#broadcastBytes.clear()
+      for (const connection of this.#connections.values()) {
+        if (this.#queues.has(connection)) continue
+        const bytes = connection.protocol === undefined ? undefined : shared.get(connection.protocol)
+        if (bytes !== undefined) connection.writeBroadcasts(bytes)
+      }
+    }
+    // A connection closed while writing above queues its Close here, and is written below.
+    for (const connection of this.#queues.keys()) this.flushConnection(connection)
+    this.#queues.clear()
+  }
+}
+
+function settleAll (callbacks: Array<(err?: Error) => void>): ((err?: Error | null) => void) | undefined {
+  if (callbacks.length === 0) return undefined
+  return (err) => { for (const callback of callbacks) callback(err ?? undefined) }
+}

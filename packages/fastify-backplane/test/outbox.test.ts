@@ -1,0 +1,159 @@
+import assert from 'node:assert/strict'
+import { setImmediate as nextTurn } from 'node:timers/promises'
+import { test } from 'node:test'
+import { jsonHubProtocol, messagePackHubProtocol } from '../src/index.js'
+import type { HubConnectionContext } from '../src/index.js'
+import { Outbox } from '../src/hub/outbox.js'
+import type { OutboxConnection } from '../src/hub/outbox.js'
+import type { HubProtocol } from '../src/protocol/messages.js'
+import { startInstance } from './helpers/instances.js'
+import { connectClient, Received } from './helpers/signalr.js'
+
+/** A connection that records what the outbox writes to it, as text. */
+class RecordingConnection implements OutboxConnection {
+  readonly writes: Buffer[] = []
+  constructor (readonly id: string, readonly protocol: HubProtocol = jsonHubProtocol) {}
+
+  write (bytes: Buffer, callback: ((err?: Error | null) => void) | undefined): void {
+    this.writes.push(bytes)
+    callback?.()
+  }
+
+  writeBroadcasts (bytes: Buffer): void {
+    this.write(bytes, undefined)
+  }
+
+  get text (): string[] {
+    return this.writes.map((bytes) => bytes.toString())
+  }
+}
+
+function setUp (...connections: RecordingConnection[]): { outbox: Outbox<RecordingConnection>, sendOne: (connection: RecordingConnection, frame: Buffer) => void } {
+  const outbox = new Outbox(new Map(connections.map((connection) => [connection.id, connection])))
+  return { outbox, sendOne: (connection, frame) => outbox.send(connection, frame) }
+}
+
+const json = (text: string): ReadonlyMap<HubProtocol, Buffer> => new Map([[jsonHubProtocol, Buffer.from(text)]])
+
+test('broadcasts to all share one buffer', async () => {
+  const a = new RecordingConnection('a')
+  const b = new RecordingConnection('b')
+  const { outbox, sendOne } = setUp(a, b)
+
+  outbox.broadcast(json('1'), new Set(), sendOne)
+  outbox.broadcast(json('2'), new Set(), sendOne)
+  assert.equal(outbox.queuedBytes(a), 2)
+  assert.deepEqual(a.writes, [], 'nothing is written before the end of the turn')
+  await nextTurn()
+
+  assert.deepEqual(a.text, ['12'])
+  assert.deepEqual(b.text, ['12'])
+  assert.equal(a.writes[0], b.writes[0], 'both sockets are given one shared buffer')
+  assert.equal(outbox.queuedBytes(a), 0)
+})
+
+test('own frame between broadcasts', async () => {
+  const a = new RecordingConnection('a')
+  const b = new RecordingConnection('b')
+  const { outbox, sendOne } = setUp(a, b)
+
+  outbox.broadcast(json('1'), new Set(), sendOne)
+  outbox.send(a, Buffer.from('x'))
+  outbox.broadcast(json('2'), new Set(), sendOne)
+  outbox.send(a, Buffer.from('y'))
+  await nextTurn()
+
+  assert.deepEqual(a.text, ['1x2y'])
+  assert.deepEqual(b.text, ['12'])
+})
+
+test('connection left out of one broadcast', async () => {
+  const a = new RecordingConnection('a')
+  const b = new RecordingConnection('b')
+  const { outbox, sendOne } = setUp(a, b)
+
+  outbox.broadcast(json('1'), new Set(), sendOne)
+  outbox.broadcast(json('2'), new Set([a]), sendOne)
+  outbox.broadcast(json('3'), new Set(), sendOne)
+  await nextTurn()
+
+  assert.deepEqual(a.text, ['13'])
+  assert.deepEqual(b.text, ['123'])
+})
+
+test('connection joining mid-turn', async () => {
+  const a = new RecordingConnection('a')
+  const late = new RecordingConnection('late')
+  const connections = new Map([['a', a]])
+  const outbox = new Outbox(connections)
+  const sendOne = (connection: RecordingConnection, frame: Buffer): void => outbox.send(connection, frame)
+
+  outbox.broadcast(json('1'), new Set(), sendOne)
+  connections.set('late', late)
+  outbox.join(late)
+  outbox.send(late, Buffer.from('{}'))
+  outbox.broadcast(json('2'), new Set(), sendOne)
+  await nextTurn()
+
+  assert.deepEqual(a.text, ['12'])
+  assert.deepEqual(late.text, ['{}2'])
+})
+
+test('one shared buffer per protocol', async () => {
+  const a = new RecordingConnection('a', jsonHubProtocol)
+  const b = new RecordingConnection('b', messagePackHubProtocol)
+  const { outbox, sendOne } = setUp(a, b)
+
+  outbox.broadcast(new Map([[jsonHubProtocol, Buffer.from('j')], [messagePackHubProtocol, Buffer.from('m')]]), new Set(), sendOne)
+  outbox.broadcast(json('k'), new Set(), sendOne)
+  await nextTurn()
+
+  assert.deepEqual(a.text, ['jk'])
+  assert.deepEqual(b.text, ['m'], 'a protocol without a frame receives nothing of that broadcast')
+})
+
+test('early flush of one connection', async () => {
+  const a = new RecordingConnection('a')
+  const b = new RecordingConnection('b')
+  const { outbox, sendOne } = setUp(a, b)
+  let written = false
+
+  outbox.broadcast(json('1'), new Set(), sendOne)
+  outbox.send(a, Buffer.from('close'), () => { written = true })
+  outbox.flushConnection(a)
+  assert.deepEqual(a.text, ['1close'])
+  assert.equal(written, true)
+
+  outbox.broadcast(json('2'), new Set(), sendOne)
+  await nextTurn()
+  assert.deepEqual(a.text, ['1close', '2'])
+  assert.deepEqual(b.text, ['12'])
+})
+
+test('hub send order within one turn', async (t) => {
+  const app = await startInstance(t, {
+    hub: {
+      methods: {
+        // Everything below is queued in one turn: broadcasts to all and sends to one client.
+        Steps (context: HubConnectionContext) {
+          void context.clients.all.send('step', 1)
+          void context.clients.caller.send('step', 2)
+          void context.clients.all.send('step', 3)
+          void context.clients.others.send('step', 4)
+          void context.clients.all.send('step', 5)
+        }
+      }
+    }
+  })
+
+  const caller = await connectClient(app, '/testHub')
+  t.after(() => caller.stop())
+  const other = await connectClient(app, '/testHub')
+  t.after(() => other.stop())
+  const callerSteps = new Received<[number]>(caller, 'step')
+  const otherSteps = new Received<[number]>(other, 'step')
+
+  await caller.invoke('Steps')
+  assert.deepEqual((await callerSteps.waitFor(4)).flat(), [1, 2, 3, 5])
+  assert.deepEqual((await otherSteps.waitFor(4)).flat(), [1, 3, 4, 5])
+})
