@@ -28,8 +28,29 @@ class RecordingConnection implements OutboxConnection {
   }
 }
 
+/** A connection whose writes keep the event loop busy for `busyMs`, like many sockets do. */
+class SlowConnection extends RecordingConnection {
+  constructor (id: string, readonly busyMs: number) {
+    super(id)
+  }
+
+  override write (bytes: Buffer, callback: ((err?: Error | null) => void) | undefined): void {
+    const until = performance.now() + this.busyMs
+    while (performance.now() < until);
+    super.write(bytes, callback)
+  }
+}
+
+async function waitUntil (check: () => boolean, timeout = 5000): Promise<void> {
+  const deadline = Date.now() + timeout
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeout} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+}
+
 function setUp (...connections: RecordingConnection[]): { outbox: Outbox<RecordingConnection>, sendOne: (connection: RecordingConnection, frame: Buffer) => void } {
-  const outbox = new Outbox(new Map(connections.map((connection) => [connection.id, connection])))
+  const outbox = new Outbox(new Map(connections.map((connection) => [connection.id, connection])), 0)
   return { outbox, sendOne: (connection, frame) => outbox.send(connection, frame) }
 }
 
@@ -85,7 +106,7 @@ test('connection joining mid-turn', async () => {
   const a = new RecordingConnection('a')
   const late = new RecordingConnection('late')
   const connections = new Map([['a', a]])
-  const outbox = new Outbox(connections)
+  const outbox = new Outbox(connections, 0)
   const sendOne = (connection: RecordingConnection, frame: Buffer): void => outbox.send(connection, frame)
 
   outbox.broadcast(json('1'), new Set(), sendOne)
@@ -128,6 +149,36 @@ test('early flush of one connection', async () => {
   await nextTurn()
   assert.deepEqual(a.text, ['1close', '2'])
   assert.deepEqual(b.text, ['12'])
+})
+
+test('pacing after a slow pass', async () => {
+  const slow = new SlowConnection('slow', 30)
+  const outbox = new Outbox(new Map([['slow', slow]]), 1000)
+  const sendOne = (connection: SlowConnection, frame: Buffer): void => outbox.send(connection, frame)
+
+  outbox.broadcast(json('1'), new Set(), sendOne)
+  await nextTurn()
+  assert.deepEqual(slow.text, ['1'])
+
+  // The first pass took at least 30 ms, so the second waits about as long.
+  outbox.broadcast(json('2'), new Set(), sendOne)
+  await nextTurn()
+  assert.deepEqual(slow.text, ['1'], 'the second pass waits after a slow first one')
+  outbox.broadcast(json('3'), new Set(), sendOne)
+  await waitUntil(() => slow.writes.length === 2)
+  assert.deepEqual(slow.text, ['1', '23'], 'what arrived meanwhile goes out in one write')
+})
+
+test('pacing capped by maximumWriteDelay', async () => {
+  const slow = new SlowConnection('slow', 30)
+  const outbox = new Outbox(new Map([['slow', slow]]), 0)
+  const sendOne = (connection: SlowConnection, frame: Buffer): void => outbox.send(connection, frame)
+
+  outbox.broadcast(json('1'), new Set(), sendOne)
+  await nextTurn()
+  outbox.broadcast(json('2'), new Set(), sendOne)
+  await nextTurn()
+  assert.deepEqual(slow.text, ['1', '2'], 'with 0, every turn is written at its end')
 })
 
 test('hub send order within one turn', async (t) => {

@@ -33,7 +33,7 @@ export class Hub implements LocalHub {
   readonly #users = new Map<string, Set<HubConnection>>()
   readonly #pingFrames: Map<string, Buffer>
   /** Writes what each connection is sent during one event-loop turn in one call. */
-  readonly outbox = new Outbox(this.#connections)
+  readonly outbox: Outbox<HubConnection>
   readonly #protocolsWithoutFrames = new Set<HubProtocol>()
   #hubContext: HubContext | undefined
   #closing: Promise<void> | undefined
@@ -45,6 +45,7 @@ export class Hub implements LocalHub {
     this.protocols = options.protocols
     this.#backplane = backplane
     this.#log = log
+    this.outbox = new Outbox(this.#connections, options.maximumWriteDelay)
     this.#protocolsByName = new Map(options.protocols.map((protocol) => [protocol.name.toLowerCase(), protocol]))
     this.#pingFrames = new Map(options.protocols.map((protocol) => [protocol.name, protocol.writeMessage({ type: MessageType.Ping })]))
   }

@@ -173,6 +173,15 @@ export interface HubOptions {
    */
   maximumOutgoingBufferSize?: number | undefined
   /**
+   * The longest time, in milliseconds, that a busy hub keeps frames waiting so that it writes
+   * more of them per system call. After the hub has written to its sockets, it waits as long as that
+   * took before it writes again, at most this long. A hub with few sockets writes in well under
+   * a millisecond, so its frames go out at the end of the event-loop turn that queued them, as
+   * they always do with 0.
+   * @default 10
+   */
+  maximumWriteDelay?: number | undefined
+  /**
    * How many invocations of one connection run at the same time. The others wait in arrival order.
    * @default 1
    */
@@ -317,6 +326,7 @@ export interface ResolvedHubOptions {
   handshakeTimeout: number
   maximumReceiveMessageSize: number
   maximumOutgoingBufferSize: number
+  maximumWriteDelay: number
   maximumParallelInvocationsPerClient: number
   maximumQueuedInvocationsPerClient: number
   streamBufferCapacity: number
@@ -379,6 +389,7 @@ export function resolveHubOptions (options: HubOptions): ResolvedHubOptions {
     handshakeTimeout: positiveNumber(options, 'handshakeTimeout', 15_000),
     maximumReceiveMessageSize,
     maximumOutgoingBufferSize: positiveNumber(options, 'maximumOutgoingBufferSize', 1024 * 1024),
+    maximumWriteDelay: nonNegativeNumber(options, 'maximumWriteDelay', 10),
     maximumParallelInvocationsPerClient: positiveNumber(options, 'maximumParallelInvocationsPerClient', 1),
     maximumQueuedInvocationsPerClient: positiveNumber(options, 'maximumQueuedInvocationsPerClient', 100),
     streamBufferCapacity: positiveNumber(options, 'streamBufferCapacity', 10),
@@ -425,6 +436,14 @@ function resolveSecret (secret: unknown): string | undefined {
     throw new InvalidOptionError('negotiateSecret', 'expected a string of at least 16 characters', 'Generate one with: openssl rand -hex 32')
   }
   return secret
+}
+
+function nonNegativeNumber (options: HubOptions, key: keyof HubOptions, fallback: number): number {
+  const value = options[key] ?? fallback
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new InvalidOptionError(key, `expected a number of 0 or more, got ${String(value)}`, `Leave it out for ${fallback}.`)
+  }
+  return value
 }
 
 function positiveNumber (options: HubOptions, key: keyof HubOptions, fallback: number): number {

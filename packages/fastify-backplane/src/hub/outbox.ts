@@ -1,6 +1,6 @@
 import type { HubProtocol } from '../protocol/messages.js'
 
-/** What the outbox needs of a connection. `HubConnection` implements it. */
+/** The part of a connection that the outbox uses. `HubConnection` implements it. */
 export interface OutboxConnection {
   readonly protocol: HubProtocol | undefined
   /** Writes bytes to the socket; `callback` runs once they are handed to the network. */
@@ -19,11 +19,18 @@ interface Queue {
 /**
  * Writes what a hub's connections are sent during one event-loop turn, one write per socket.
  *
+ * Writing is most of a busy hub's work: one system call per socket, whatever it carries. So
+ * after each pass over the sockets the outbox waits as long as the pass took, up to
+ * `maximumWriteDelay`, before the next one. The event loop then spends at most about half its
+ * time writing, and the frames that arrive meanwhile share the next pass's system calls. A pass
+ * over a few sockets takes microseconds, so a quiet or small hub writes every turn.
+ *
  * A broadcast to every connection is not copied into each connection's queue. The turn keeps
  * one list of such frames per protocol, and at the end of the turn each connection that was sent
  * nothing else gets the same concatenated bytes. A connection that is sent anything else, or
- * that is left out of a broadcast, gets its own queue: it starts with the turn's broadcasts so
- * far, and from then on every frame it is sent, broadcasts included, goes into it in order.
+ * that is left out of a broadcast, gets its own queue. That queue starts with the turn's
+ * broadcasts so far. From then on every frame the connection is sent, broadcasts included, goes
+ * into it in order.
  */
 export class Outbox<TConnection extends OutboxConnection> {
   /** Every connection past the handshake: the recipients of a broadcast to all. */
@@ -33,10 +40,14 @@ export class Outbox<TConnection extends OutboxConnection> {
   readonly #broadcastBytes = new Map<HubProtocol, number>()
   /** The connections that have their own queue this turn. */
   readonly #queues = new Map<TConnection, Queue>()
+  readonly #maximumWriteDelay: number
   #scheduled = false
+  /** When the next pass may start, as a `performance.now()` time. */
+  #nextPassAt = 0
 
-  constructor (connections: ReadonlyMap<string, TConnection>) {
+  constructor (connections: ReadonlyMap<string, TConnection>, maximumWriteDelay: number) {
     this.#connections = connections
+    this.#maximumWriteDelay = maximumWriteDelay
   }
 
   /** Queues a frame for one connection. */
@@ -113,11 +124,15 @@ export class Outbox<TConnection extends OutboxConnection> {
   #schedule (): void {
     if (this.#scheduled) return
     this.#scheduled = true
-    setImmediate(() => this.#flush())
+    const wait = this.#nextPassAt - performance.now()
+    // Timers fire no sooner than 1 ms, so a shorter wait ends with this turn instead.
+    if (wait >= 1) setTimeout(() => this.#flush(), wait)
+    else setImmediate(() => this.#flush())
   }
 
   #flush (): void {
     this.#scheduled = false
+    const started = performance.now()
     if (this.#broadcasts.size > 0) {
       const shared = new Map<HubProtocol, Buffer>()
       for (const [protocol, frames] of this.#broadcasts) {
@@ -134,6 +149,9 @@ export class Outbox<TConnection extends OutboxConnection> {
     // A connection closed while writing above queues its Close here, and is written below.
     for (const connection of this.#queues.keys()) this.flushConnection(connection)
     this.#queues.clear()
+
+    const finished = performance.now()
+    this.#nextPassAt = finished + Math.min(finished - started, this.#maximumWriteDelay)
   }
 }
 
