@@ -56,6 +56,8 @@ async function connectCluster (fastify: FastifyInstance, options: ResolvedBackpl
       throw new InvalidOptionError('redisCluster', 'a node URL selects a database, but Redis Cluster has only database 0', 'Remove the /db path from the node URLs.')
     }
     const { host: _host, port: _port, db: _db, ...connection } = parsed[0]!
+    // A pipeline of Redis Cluster commands must stay within one slot, so the standalone
+    // transport's own batching cannot work here. ioredis's auto-pipelining groups by node.
     publisher = new Cluster(parsed.map(({ host, port }) => ({ host, port })), {
       enableAutoPipelining: true,
       ...clusterOptions,
@@ -87,8 +89,7 @@ function toRedisOptions (redis: string | RedisOptions, rejectUnauthorized: boole
  * safe when the connection has already ended.
  */
 async function openPublisher (fastify: FastifyInstance, redisOptions: RedisOptions, owned: Redis[]): Promise<Redis> {
-  // Auto-pipelining sends the PUBLISH commands of one event-loop turn in one write.
-  const client = new Redis({ retryStrategy: reconnectDelay, enableAutoPipelining: true, ...redisOptions })
+  const client = new Redis({ retryStrategy: reconnectDelay, ...redisOptions })
   owned.push(client)
   if (fastify.hasDecorator('redis')) {
     await client.ping()

@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import { PublishFailedError, SubscribeFailedError } from '../errors.js'
+import { PublishBatch } from './publish-batch.js'
 import { quitWithin } from './quit.js'
 import type { Transport, TransportMessageHandler } from './transport.js'
 
@@ -29,6 +30,7 @@ export interface RedisTransportOptions {
 export class RedisTransport implements Transport {
   readonly kind = 'redis'
   readonly #publisher: Redis
+  readonly #publishes: PublishBatch
   readonly #subscriber: Redis
   readonly #owned: Redis[]
   readonly #closeTimeout: number
@@ -39,6 +41,7 @@ export class RedisTransport implements Transport {
 
   constructor ({ publisher, subscriber, owned, closeTimeout, log }: RedisTransportOptions) {
     this.#publisher = publisher
+    this.#publishes = new PublishBatch(publisher)
     this.#subscriber = subscriber
     this.#owned = owned
     this.#closeTimeout = closeTimeout
@@ -65,7 +68,7 @@ export class RedisTransport implements Transport {
     // are stale, and the queue would grow for as long as the outage lasts.
     if (this.#publisher.status !== 'ready') throw new PublishFailedError(channel, `the Redis connection is ${this.#publisher.status}`)
     try {
-      await this.#publisher.publish(channel, payload)
+      await this.#publishes.publish(channel, payload)
     } catch (err) {
       throw new PublishFailedError(channel, (err as Error).message)
     }
