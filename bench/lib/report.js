@@ -104,13 +104,16 @@ export function formatReport (results) {
   if (Object.values(results.systems).some((system) => system.fixedRate !== undefined)) {
     const fixed = Object.values(results.systems).find((system) => system.fixedRate !== undefined).fixedRate
     const latency = (field) => (system) => system.fixedRate?.latencyMs?.[field]
+    const runs = fixed.runs?.length ?? 1
+    const median = runs > 1 ? `, the run with the median p99 of ${runs}` : ''
     sections.push(`### Latency at a fixed ${integer.format(fixed.deliveriesPerSecond)} deliveries/s ` +
-      `(${integer.format(fixed.fanout)} clients, ${fixed.durationMs / 1000} s)\n\n` +
+      `(${integer.format(fixed.fanout)} clients, ${fixed.durationMs / 1000} s${median})\n\n` +
       'Milliseconds from server A\'s send to the client\'s receipt; lower is better.\n\n' +
       table(results, [
         { label: 'p50 (ms)', value: latency('p50') },
         { label: 'p99 (ms)', value: latency('p99') },
         { label: 'max (ms)', value: latency('max') },
+        { label: 'p99 of every run (ms)', value: (system) => system.fixedRate?.runs?.map((run) => run.latencyMs.p99).join(', '), rowFormat: (value) => value, ratios: false },
         { label: 'deliveries lost', value: (system) => system.fixedRate?.lost, rowFormat: (value) => integer.format(value), ratios: false },
         { label: 'generator CPU (cores)', value: (system) => system.fixedRate?.cpuCores?.generator, ratios: false },
         { label: 'other processes\' CPU (cores)', value: (system) => system.fixedRate?.cpuCores?.otherProcesses, ratios: false },
