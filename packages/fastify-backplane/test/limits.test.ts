@@ -291,6 +291,27 @@ test('id and method name length limits', async (t) => {
   await bystander.check('after the close')
 })
 
+test('invalid timing options fail ready', async (t) => {
+  const cases: Array<[Partial<HubOptions>, string]> = [
+    [{ maximumWriteDelay: -1 }, 'got -1.'],
+    [{ maximumWriteDelay: '5' as unknown as number }, 'got "5".'],
+    [{ maximumWriteDelay: null as unknown as number }, 'got null.'],
+    [{ maximumWriteDelay: Infinity }, 'got Infinity.'],
+    [{ keepAliveInterval: '5000' as unknown as number }, 'got "5000".'],
+    [{ handshakeTimeout: 0 }, 'got 0.'],
+    [{ maximumConnections: [10] as unknown as number }, 'got an array.']
+  ]
+  for (const [options, shown] of cases) {
+    const app = Fastify()
+    t.after(() => app.close())
+    void app.register(backplane)
+    void app.register(hub, { path: '/testHub', ...options })
+    const err = await app.ready().then(() => undefined, (error: Error & { code?: string }) => error)
+    assert.equal(err?.code, 'FST_BACKPLANE_INVALID_OPTION', JSON.stringify(options))
+    assert.ok(err.message.includes(shown), `${err.message} shows the value as ${shown}`)
+  }
+})
+
 test('invalid limit options fail ready', async (t) => {
   const invalid: Array<Partial<HubOptions>> = [
     { maximumConnections: 0 },

@@ -111,7 +111,8 @@ export class HubConnection {
 
   /**
    * Queues an encoded hub message for this connection, framed for the WebSocket here. Queued
-   * frames go out together at the end of the event-loop turn, in the order they were queued.
+   * frames go out together in the hub's next pass over its sockets, in the order they were
+   * queued.
    */
   sendFrame (frame: Buffer | string, callback?: (err?: Error) => void): void {
     const payload = typeof frame === 'string' ? Buffer.from(frame, 'utf8') : frame
@@ -128,8 +129,9 @@ export class HubConnection {
       callback?.()
       return
     }
-    // Only bytes written in earlier turns count: they show the client is not reading. What this
-    // turn queued is bounded by what the app sends in one turn.
+    // Only bytes written in earlier passes count: they show the client is not reading. What is
+    // queued for the next pass is bounded by what the app sends before it, at most
+    // maximumWriteDelay later.
     if (this.#socket.bufferedAmount > this.#hub.options.maximumOutgoingBufferSize) {
       this.#closeSlowClient()
       callback?.(new SlowClientError(this.#socket.bufferedAmount, this.#hub.options.maximumOutgoingBufferSize))
@@ -138,7 +140,7 @@ export class HubConnection {
     this.#hub.outbox.send(this, frame, callback)
   }
 
-  /** Bytes queued this turn and in the socket, not yet handed to the network. */
+  /** Bytes queued for the next pass and in the socket, not yet handed to the network. */
   get bufferedAmount (): number {
     return this.#socket.bufferedAmount + this.#hub.outbox.queuedBytes(this)
   }
@@ -148,7 +150,7 @@ export class HubConnection {
     return this.bufferedAmount > this.#hub.options.maximumOutgoingBufferSize / 2
   }
 
-  /** Writes bytes to the TCP socket under the WebSocket. The hub's outbox calls it once per turn. */
+  /** Writes bytes to the TCP socket under the WebSocket. The hub's outbox calls it once per pass. */
   write (bytes: Buffer, callback: ((err?: Error | null) => void) | undefined): void {
     this.lastSentAt = Date.now()
     const raw = rawSocket(this.#socket)
@@ -160,7 +162,7 @@ export class HubConnection {
   }
 
   /**
-   * Writes the turn's broadcasts to all, the same bytes for every connection of this protocol.
+   * Writes one pass's broadcasts to all, the same bytes for every connection of this protocol.
    * The send buffer cap applies here as it does to each frame in `sendWebSocketFrame()`.
    */
   writeBroadcasts (bytes: Buffer): void {

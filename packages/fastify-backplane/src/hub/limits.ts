@@ -1,5 +1,6 @@
 import { isIPv6 } from 'node:net'
 import { InvalidOptionError } from '../errors.js'
+import { formatOptionValue } from '../format-value.js'
 
 /**
  * Counts one hub's open connections on this instance, in total and per client address, from
@@ -111,11 +112,12 @@ export class TokenBucket {
  * option allows it.
  */
 export function resolveLimit (options: object, key: string, fallback: number, allowInfinity = false): number {
-  const value = (options as Record<string, unknown>)[key] ?? fallback
+  const given = (options as Record<string, unknown>)[key]
+  const value = given === undefined ? fallback : given
   const valid = typeof value === 'number' && value > 0 && (Number.isInteger(value) || (allowInfinity && value === Infinity))
   if (!valid) {
     const fix = allowInfinity ? `Pass a positive integer, Infinity to turn the limit off, or leave it out for ${fallback}.` : `Pass a positive integer, or leave it out for ${fallback}.`
-    throw new InvalidOptionError(key, `expected a positive integer, got ${String(value)}`, fix)
+    throw new InvalidOptionError(key, `expected a positive integer, got ${formatOptionValue(value)}`, fix)
   }
   return value
 }

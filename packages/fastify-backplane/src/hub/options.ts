@@ -3,6 +3,7 @@ import type { HubContext } from '../backplane/backplane.js'
 import type { ClientMethodMap, ClientMethods, ClientProxy, HubClients, SingleClientProxy } from '../backplane/clients.js'
 import type { BroadcastOptions } from '../backplane/targets.js'
 import { InvalidOptionError } from '../errors.js'
+import { formatOptionValue } from '../format-value.js'
 import { jsonHubProtocol } from '../protocol/json.js'
 import { resolveLimit } from './limits.js'
 import { resolveAllowedOrigins } from './origin.js'
@@ -177,7 +178,8 @@ export interface HubOptions {
    * more of them per system call. After the hub has written to its sockets, it waits as long as that
    * took before it writes again, at most this long. A hub with few sockets writes in well under
    * a millisecond, so its frames go out at the end of the event-loop turn that queued them, as
-   * they always do with 0.
+   * they always do with 0. Timers cannot wait less than 1 ms, so shorter waits also end with the
+   * turn.
    * @default 10
    */
   maximumWriteDelay?: number | undefined
@@ -439,17 +441,17 @@ function resolveSecret (secret: unknown): string | undefined {
 }
 
 function nonNegativeNumber (options: HubOptions, key: keyof HubOptions, fallback: number): number {
-  const value = options[key] ?? fallback
+  const value = options[key] === undefined ? fallback : options[key]
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new InvalidOptionError(key, `expected a number of 0 or more, got ${String(value)}`, `Leave it out for ${fallback}.`)
+    throw new InvalidOptionError(key, `expected a number of 0 or more, got ${formatOptionValue(value)}`, `Leave it out for ${fallback}.`)
   }
   return value
 }
 
 function positiveNumber (options: HubOptions, key: keyof HubOptions, fallback: number): number {
-  const value = options[key] ?? fallback
+  const value = options[key] === undefined ? fallback : options[key]
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new InvalidOptionError(key, `expected a positive number, got ${String(value)}`, `Leave it out for ${fallback}.`)
+    throw new InvalidOptionError(key, `expected a positive number, got ${formatOptionValue(value)}`, `Leave it out for ${fallback}.`)
   }
   return value
 }

@@ -5,11 +5,11 @@ export interface OutboxConnection {
   readonly protocol: HubProtocol | undefined
   /** Writes bytes to the socket; `callback` runs once they are handed to the network. */
   write (bytes: Buffer, callback: ((err?: Error | null) => void) | undefined): void
-  /** Writes a turn's broadcasts to every connection, or closes a client that does not read. */
+  /** Writes one pass's broadcasts to all, or closes a client that does not read. */
   writeBroadcasts (bytes: Buffer): void
 }
 
-/** The frames one connection has queued this turn, and who waits for them to be written. */
+/** The frames queued for one connection before the next pass, and who waits for them to be written. */
 interface Queue {
   frames: Buffer[]
   bytes: number
@@ -17,28 +17,29 @@ interface Queue {
 }
 
 /**
- * Writes what a hub's connections are sent during one event-loop turn, one write per socket.
+ * Writes what a hub's connections are sent, one write per socket per pass over the sockets.
  *
  * Writing is most of a busy hub's work: one system call per socket, whatever it carries. So
  * after each pass over the sockets the outbox waits as long as the pass took, up to
- * `maximumWriteDelay`, before the next one. The event loop then spends at most about half its
- * time writing, and the frames that arrive meanwhile share the next pass's system calls. A pass
- * over a few sockets takes microseconds, so a quiet or small hub writes every turn.
+ * `maximumWriteDelay`, before the next one. While passes take less than that, the event loop
+ * spends at most about half its time writing, and the frames that arrive meanwhile share the
+ * next pass's system calls. A pass over a few sockets takes microseconds, so a quiet or small
+ * hub writes every turn.
  *
- * A broadcast to every connection is not copied into each connection's queue. The turn keeps
- * one list of such frames per protocol, and at the end of the turn each connection that was sent
+ * A broadcast to every connection is not copied into each connection's queue. The outbox keeps
+ * one list of such frames per protocol, and in the next pass each connection that was sent
  * nothing else gets the same concatenated bytes. A connection that is sent anything else, or
- * that is left out of a broadcast, gets its own queue. That queue starts with the turn's
- * broadcasts so far. From then on every frame the connection is sent, broadcasts included, goes
- * into it in order.
+ * that is left out of a broadcast, gets its own queue. That queue starts with the broadcasts
+ * queued so far. From then on, until the pass, every frame the connection is sent, broadcasts
+ * included, goes into it in order.
  */
 export class Outbox<TConnection extends OutboxConnection> {
   /** Every connection past the handshake: the recipients of a broadcast to all. */
   readonly #connections: ReadonlyMap<string, TConnection>
-  /** This turn's broadcasts to every connection, per protocol. */
+  /** The broadcasts to every connection queued for the next pass, per protocol. */
   readonly #broadcasts = new Map<HubProtocol, Buffer[]>()
   readonly #broadcastBytes = new Map<HubProtocol, number>()
-  /** The connections that have their own queue this turn. */
+  /** The connections that have their own queue until the next pass. */
   readonly #queues = new Map<TConnection, Queue>()
   readonly #maximumWriteDelay: number
   #scheduled = false
@@ -83,21 +84,21 @@ export class Outbox<TConnection extends OutboxConnection> {
 
   /**
    * Gives a connection that has just completed its handshake an empty queue, so that it receives
-   * none of the broadcasts queued this turn before it joined.
+   * none of the broadcasts queued before it joined.
    */
   join (connection: TConnection): void {
     if (!this.#queues.has(connection)) this.#queues.set(connection, { frames: [], bytes: 0, callbacks: [] })
     this.#schedule()
   }
 
-  /** Bytes queued for a connection this turn and not yet written. */
+  /** Bytes queued for a connection and not yet written. */
   queuedBytes (connection: TConnection): number {
     const queue = this.#queues.get(connection)
     if (queue !== undefined) return queue.bytes
     return connection.protocol === undefined ? 0 : this.#broadcastBytes.get(connection.protocol) ?? 0
   }
 
-  /** Writes a connection's queue now, before the end of the turn, as a Close requires. */
+  /** Writes a connection's queue now, before the next pass, as a Close requires. */
   flushConnection (connection: TConnection): void {
     const queue = this.#queues.get(connection) ?? this.#separate(connection)
     if (queue.frames.length === 0) return
@@ -108,7 +109,7 @@ export class Outbox<TConnection extends OutboxConnection> {
     connection.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes), settleAll(callbacks))
   }
 
-  /** Gives a connection its own queue, which starts with the broadcasts of this turn so far. */
+  /** Gives a connection its own queue, which starts with the broadcasts queued so far. */
   #separate (connection: TConnection): Queue {
     const broadcasts = connection.protocol === undefined ? undefined : this.#broadcasts.get(connection.protocol)
     const queue: Queue = {
