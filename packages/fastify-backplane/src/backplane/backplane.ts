@@ -294,9 +294,12 @@ export class Backplane {
     const hub = this.#hubs.get(hubName)
     const frames = encodeInvocation(hub?.protocols ?? [jsonHubProtocol], method, args)
 
-    hub?.deliver(target, frames, new Set(except))
+    // Published before the local delivery, so that a transport that sends at the end of the
+    // turn, as ioredis's auto-pipelining does, sends before the hub writes to its own sockets.
     const envelope: InvocationEnvelope = { type: 'invocation', origin: this.#origin, id: ++this.#sequence, hub: hubName, target, except, frames }
-    return this.#publish(this.#channels.forTarget(hubName, target), encodeEnvelope(envelope))
+    const published = this.#publish(this.#channels.forTarget(hubName, target), encodeEnvelope(envelope))
+    hub?.deliver(target, frames, new Set(except))
+    return published
   }
 
   async #groupCommand (hub: string, connectionId: string, group: string, action: 'add' | 'remove'): Promise<void> {

@@ -55,8 +55,6 @@ export interface ConnectionIdentity {
 export class HubConnection {
   readonly id: string
   readonly userId: string | undefined
-  /** Each joined group and the promise that settles once it is subscribed. */
-  readonly groups = new Map<string, Promise<void>>()
   protocol: HubProtocol | undefined
   lastReceivedAt = Date.now()
   lastSentAt = Date.now()
@@ -76,6 +74,7 @@ export class HubConnection {
   #clientResults: PendingClientResults | undefined
   #context: HubConnectionContext | undefined
   #log: FastifyBaseLogger | undefined
+  #groups: Map<string, Promise<void>> | undefined
   #closeError: Error | undefined
   readonly #closeListeners: Array<() => void> = []
 
@@ -97,6 +96,12 @@ export class HubConnection {
   get context (): HubConnectionContext {
     this.#context ??= this.#hub.createContext(this, this.#request)
     return this.#context
+  }
+
+  /** Each joined group and the promise that settles once it is subscribed. */
+  get groups (): Map<string, Promise<void>> {
+    this.#groups ??= new Map()
+    return this.#groups
   }
 
   /** A child of the request logger that carries the connection id and the hub. */
