@@ -32,7 +32,7 @@ export class Hub implements LocalHub {
   readonly #groups = new Map<string, Set<HubConnection>>()
   readonly #users = new Map<string, Set<HubConnection>>()
   readonly #pingFrames: Map<string, Buffer>
-  /** Writes what each connection is sent during one event-loop turn in one call. */
+  /** Writes what each connection is sent, one write per socket per pass over the sockets. */
   readonly outbox: Outbox<HubConnection>
   readonly #protocolsWithoutFrames = new Set<HubProtocol>()
   #hubContext: HubContext | undefined
@@ -94,6 +94,7 @@ export class Hub implements LocalHub {
    * broadcast to all goes to the outbox once, not to each connection.
    */
   deliver (target: Target, frames: ReadonlyMap<string, Buffer>, except: ReadonlySet<string>): void {
+    if (this.#connections.size === 0) return
     const webSocketFrames = new Map<HubProtocol, Buffer>()
     for (const protocol of this.protocols) {
       const payload = frames.get(protocol.name)
