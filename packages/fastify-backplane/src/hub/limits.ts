@@ -112,8 +112,8 @@ export class TokenBucket {
  * option allows it.
  */
 export function resolveLimit (options: object, key: string, fallback: number, allowInfinity = false): number {
-  const given = (options as Record<string, unknown>)[key]
-  const value = given === undefined ? fallback : given
+  const configured = (options as Record<string, unknown>)[key]
+  const value = configured === undefined ? fallback : configured
   const valid = typeof value === 'number' && value > 0 && (Number.isInteger(value) || (allowInfinity && value === Infinity))
   if (!valid) {
     const fix = allowInfinity ? `Pass a positive integer, Infinity to turn the limit off, or leave it out for ${fallback}.` : `Pass a positive integer, or leave it out for ${fallback}.`
