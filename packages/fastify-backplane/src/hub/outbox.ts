@@ -9,10 +9,14 @@ export interface OutboxConnection {
   writeBroadcasts (bytes: Buffer): void
 }
 
-/** The frames queued for one connection before the next pass, and who waits for them to be written. */
-interface Queue {
+/** Frames waiting for the next pass, and their total length. */
+interface FrameList {
   frames: Buffer[]
   bytes: number
+}
+
+/** The frames queued for one connection before the next pass, and who waits for them to be written. */
+interface Queue extends FrameList {
   callbacks: Array<(err?: Error) => void>
 }
 
@@ -37,8 +41,7 @@ export class Outbox<TConnection extends OutboxConnection> {
   /** Every connection past the handshake: the recipients of a broadcast to all. */
   readonly #connections: ReadonlyMap<string, TConnection>
   /** The broadcasts to every connection queued for the next pass, per protocol. */
-  readonly #broadcasts = new Map<HubProtocol, Buffer[]>()
-  readonly #broadcastBytes = new Map<HubProtocol, number>()
+  readonly #broadcasts = new Map<HubProtocol, FrameList>()
   /** The connections that have their own queue until the next pass. */
   readonly #queues = new Map<TConnection, Queue>()
   readonly #maximumWriteDelay: number
@@ -73,11 +76,11 @@ export class Outbox<TConnection extends OutboxConnection> {
     for (const [protocol, frame] of frames) {
       let list = this.#broadcasts.get(protocol)
       if (list === undefined) {
-        list = []
+        list = { frames: [], bytes: 0 }
         this.#broadcasts.set(protocol, list)
       }
-      list.push(frame)
-      this.#broadcastBytes.set(protocol, (this.#broadcastBytes.get(protocol) ?? 0) + frame.length)
+      list.frames.push(frame)
+      list.bytes += frame.length
     }
     this.#schedule()
   }
@@ -95,28 +98,25 @@ export class Outbox<TConnection extends OutboxConnection> {
   queuedBytes (connection: TConnection): number {
     const queue = this.#queues.get(connection)
     if (queue !== undefined) return queue.bytes
-    return connection.protocol === undefined ? 0 : this.#broadcastBytes.get(connection.protocol) ?? 0
+    return connection.protocol === undefined ? 0 : this.#broadcasts.get(connection.protocol)?.bytes ?? 0
   }
 
   /** Writes a connection's queue now, before the next pass, as a Close requires. */
   flushConnection (connection: TConnection): void {
     const queue = this.#queues.get(connection) ?? this.#separate(connection)
     if (queue.frames.length === 0) return
-    const { frames, bytes, callbacks } = queue
+    const bytes = joinFrames(queue)
+    const callbacks = queue.callbacks
     queue.frames = []
     queue.bytes = 0
     queue.callbacks = []
-    connection.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes), settleAll(callbacks))
+    connection.write(bytes, settleAll(callbacks))
   }
 
   /** Gives a connection its own queue, which starts with the broadcasts queued so far. */
   #separate (connection: TConnection): Queue {
     const broadcasts = connection.protocol === undefined ? undefined : this.#broadcasts.get(connection.protocol)
-    const queue: Queue = {
-      frames: broadcasts === undefined ? [] : [...broadcasts],
-      bytes: broadcasts === undefined ? 0 : this.#broadcastBytes.get(connection.protocol!)!,
-      callbacks: []
-    }
+    const queue: Queue = { frames: [...broadcasts?.frames ?? []], bytes: broadcasts?.bytes ?? 0, callbacks: [] }
     this.#queues.set(connection, queue)
     this.#schedule()
     return queue
@@ -136,11 +136,8 @@ export class Outbox<TConnection extends OutboxConnection> {
     const started = performance.now()
     if (this.#broadcasts.size > 0) {
       const shared = new Map<HubProtocol, Buffer>()
-      for (const [protocol, frames] of this.#broadcasts) {
-        shared.set(protocol, frames.length === 1 ? frames[0]! : Buffer.concat(frames, this.#broadcastBytes.get(protocol)))
-      }
+      for (const [protocol, list] of this.#broadcasts) shared.set(protocol, joinFrames(list))
       this.#broadcasts.clear()
-      this.#broadcastBytes.clear()
       for (const connection of this.#connections.values()) {
         if (this.#queues.has(connection)) continue
         const bytes = connection.protocol === undefined ? undefined : shared.get(connection.protocol)
@@ -156,6 +153,12 @@ export class Outbox<TConnection extends OutboxConnection> {
   }
 }
 
+/** Returns the frames as one buffer, without a copy when there is only one. */
+function joinFrames ({ frames, bytes }: FrameList): Buffer {
+  return frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes)
+}
+
+/** Returns one write callback that settles every waiting callback, or undefined when none waits. */
 function settleAll (callbacks: Array<(err?: Error) => void>): ((err?: Error | null) => void) | undefined {
   if (callbacks.length === 0) return undefined
   return (err) => { for (const callback of callbacks) callback(err ?? undefined) }
