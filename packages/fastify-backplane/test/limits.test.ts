@@ -241,7 +241,7 @@ test('connection limit per address', async (t) => {
     return client
   }
 
-  await open('203.0.113.5')
+  const first = await open('203.0.113.5')
   await open('203.0.113.5')
   const rejected = await requestUpgrade(hubUrl(app), from('203.0.113.5'))
   assert.equal(rejected.status, 429)
@@ -255,6 +255,10 @@ test('connection limit per address', async (t) => {
   await open('2001:db8::2')
   assert.equal((await requestUpgrade(hubUrl(app), from('2001:db8::3'))).status, 429)
   assert.equal((await requestUpgrade(hubUrl(app), from('2001:db8:0:1::1'))).status, 101)
+
+  // A closed connection gives its address's place back.
+  await first.close()
+  assert.equal(await upgradeEventually(hubUrl(app), from('203.0.113.5')), 101)
 
   const bystander = await connectBystander(t, app)
   await bystander.check('after the rejections')

@@ -23,26 +23,37 @@ export class ConnectionLimiter {
   }
 
   /**
-   * Reserves a place for a connection from `address`. Returns a function that releases it,
-   * which does nothing after its first call, or the limit that is already reached.
+   * Whether connections also count per address. Only then do callers need to pass the
+   * address, so that without a per-address limit no request has to look its address up.
    */
-  reserve (address: string): (() => void) | 'instance' | 'address' {
-    if (this.#connections >= this.#maximumConnections) return 'instance'
-    const key = addressKey(address)
-    const fromAddress = this.#perAddress.get(key) ?? 0
-    if (fromAddress >= this.#maximumPerAddress) return 'address'
+  get countsAddresses (): boolean {
+    return this.#maximumPerAddress !== Infinity
+  }
 
-    this.#connections++
-    this.#perAddress.set(key, fromAddress + 1)
-    let released = false
-    return () => {
-      if (released) return
-      released = true
-      this.#connections--
-      const remaining = (this.#perAddress.get(key) ?? 1) - 1
-      if (remaining <= 0) this.#perAddress.delete(key)
-      else this.#perAddress.set(key, remaining)
+  /**
+   * Reserves a place for a connection from `address`, an `addressKey()`, or undefined when
+   * addresses are not counted. Returns the limit that is already reached, or undefined once the
+   * place is reserved. Each reservation must be released exactly once, with the same address.
+   */
+  reserve (address: string | undefined): 'instance' | 'address' | undefined {
+    if (this.#connections >= this.#maximumConnections) return 'instance'
+    if (address === undefined) {
+      this.#connections++
+      return undefined
     }
+    const fromAddress = this.#perAddress.get(address) ?? 0
+    if (fromAddress >= this.#maximumPerAddress) return 'address'
+    this.#connections++
+    this.#perAddress.set(address, fromAddress + 1)
+    return undefined
+  }
+
+  release (address: string | undefined): void {
+    this.#connections--
+    if (address === undefined) return
+    const remaining = (this.#perAddress.get(address) ?? 1) - 1
+    if (remaining <= 0) this.#perAddress.delete(address)
+    else this.#perAddress.set(address, remaining)
   }
 }
 

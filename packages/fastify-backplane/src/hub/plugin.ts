@@ -50,6 +50,9 @@ async function hubPlugin (fastify: FastifyInstance, options: HubOptions): Promis
     warnAboutWebSocketServer(fastify, settings)
   }
 
+  // Shared by every socket, so that holding a place costs a connection no closure of its own.
+  const releasePlace = (): void => limiter.release(undefined)
+
   // Runs before the body is read and before authentication, so that cross-site requests and
   // requests over a limit cost as little as possible.
   const admit = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
@@ -62,20 +65,21 @@ async function hubPlugin (fastify: FastifyInstance, options: HubOptions): Promis
     // Only upgrade requests open a connection; plain requests get 400 from the handler.
     if (request.ws !== true) return
 
-    const reservation = limiter.reserve(request.ip ?? '')
-    if (typeof reservation === 'function') {
+    const address = limiter.countsAddresses ? addressKey(request.ip ?? '') : undefined
+    const limitReached = limiter.reserve(address)
+    if (limitReached === undefined) {
       // After an upgrade the raw socket is the WebSocket's, so its close ends the connection
-      // whether or not the upgrade happened.
+      // whether or not the upgrade happened. A socket emits 'close' once.
       const socket = request.raw.socket as Socket | undefined
-      if (socket === undefined || socket.destroyed) reservation()
-      else socket.once('close', reservation)
+      if (socket === undefined || socket.destroyed) limiter.release(address)
+      else socket.on('close', address === undefined ? releasePlace : () => limiter.release(address))
       return
     }
-    const err = reservation === 'instance'
+    const err = limitReached === 'instance'
       ? new TooManyConnectionsError(settings.path, settings.maximumConnections)
-      : new TooManyConnectionsFromAddressError(addressKey(request.ip ?? ''), settings.maximumConnectionsPerIp, settings.path)
+      : new TooManyConnectionsFromAddressError(address!, settings.maximumConnectionsPerIp, settings.path)
     limitWarnings.warn(err.code, { err, hub: settings.name }, 'hub rejected a connection over its limit')
-    await reply.code(reservation === 'instance' ? 503 : 429).send(err)
+    await reply.code(limitReached === 'instance' ? 503 : 429).send(err)
   }
 
   // One route serves both: @fastify/websocket hands upgrades to wsHandler and plain HTTP
