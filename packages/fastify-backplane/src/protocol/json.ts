@@ -20,17 +20,23 @@ export const jsonHubProtocol: HubProtocol = {
   },
 
   createReader (maximumMessageSize: number): HubMessageReader {
-    const splitter = new RecordSeparatorSplitter(maximumMessageSize)
-    return {
-      read (chunk: Buffer): HubMessage[] {
-        const messages: HubMessage[] = []
-        for (const record of splitter.split(chunk)) {
-          const message = parseJsonMessage(record)
-          if (message !== undefined) messages.push(message)
-        }
-        return messages
-      }
+    return new JsonMessageReader(maximumMessageSize)
+  }
+}
+
+/**
+ * Reads JSON hub messages from one connection's byte stream. A splitter subclass rather than a
+ * closure, because every connection keeps one: one object costs less than a closure, its
+ * context and the splitter it captures.
+ */
+class JsonMessageReader extends RecordSeparatorSplitter implements HubMessageReader {
+  read (chunk: Buffer): HubMessage[] {
+    const messages: HubMessage[] = []
+    for (const record of this.split(chunk)) {
+      const message = parseJsonMessage(record)
+      if (message !== undefined) messages.push(message)
     }
+    return messages
   }
 }
 

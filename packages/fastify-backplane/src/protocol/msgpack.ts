@@ -29,26 +29,39 @@ export const messagePackHubProtocol: HubProtocol = {
   },
 
   createReader (maximumMessageSize: number): HubMessageReader {
-    let pending: Buffer = Buffer.alloc(0)
-    return {
-      read (chunk: Buffer): HubMessage[] {
-        pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk])
-        const messages: HubMessage[] = []
-        let offset = 0
-        for (;;) {
-          const prefix = readVarint(pending, offset)
-          if (prefix === undefined) break
-          if (prefix.value > maximumMessageSize) throw new MessageTooLargeError(prefix.value, maximumMessageSize)
-          const end = offset + prefix.length + prefix.value
-          if (end > pending.length) break
-          const message = parseMessage(pending.subarray(offset + prefix.length, end))
-          if (message !== undefined) messages.push(message)
-          offset = end
-        }
-        pending = pending.subarray(offset)
-        return messages
-      }
+    return new MessagePackMessageReader(maximumMessageSize)
+  }
+}
+
+/**
+ * Reads length-prefixed MessagePack hub messages from one connection's byte stream. A class
+ * rather than a closure, because every connection keeps one.
+ */
+class MessagePackMessageReader implements HubMessageReader {
+  readonly #maximumMessageSize: number
+  /** The bytes of a message that is still incomplete. */
+  #pending: Buffer | undefined
+
+  constructor (maximumMessageSize: number) {
+    this.#maximumMessageSize = maximumMessageSize
+  }
+
+  read (chunk: Buffer): HubMessage[] {
+    const pending = this.#pending === undefined ? chunk : Buffer.concat([this.#pending, chunk])
+    const messages: HubMessage[] = []
+    let offset = 0
+    for (;;) {
+      const prefix = readVarint(pending, offset)
+      if (prefix === undefined) break
+      if (prefix.value > this.#maximumMessageSize) throw new MessageTooLargeError(prefix.value, this.#maximumMessageSize)
+      const end = offset + prefix.length + prefix.value
+      if (end > pending.length) break
+      const message = parseMessage(pending.subarray(offset + prefix.length, end))
+      if (message !== undefined) messages.push(message)
+      offset = end
     }
+    this.#pending = offset === pending.length ? undefined : pending.subarray(offset)
+    return messages
   }
 }
 

@@ -11,7 +11,8 @@ export const RECORD_SEPARATOR_CHAR = '\u001e'
  */
 export class RecordSeparatorSplitter {
   readonly #maximumRecordSize: number
-  #pending: Buffer[] = []
+  /** Bytes after the last separator; created when a record spans chunks, which is rare. */
+  #pending: Buffer[] | undefined
   #pendingLength = 0
 
   constructor (maximumRecordSize: number) {
@@ -33,6 +34,7 @@ export class RecordSeparatorSplitter {
     if (start < chunk.length) {
       this.#pendingLength += chunk.length - start
       this.#checkSize(this.#pendingLength)
+      this.#pending ??= []
       this.#pending.push(chunk.subarray(start))
     }
     return records
@@ -53,8 +55,8 @@ export class RecordSeparatorSplitter {
       this.#checkSize(tail.length)
       return tail
     }
-    const record = Buffer.concat([...this.#pending, tail], this.#pendingLength + tail.length)
-    this.#pending = []
+    const record = Buffer.concat([...this.#pending!, tail], this.#pendingLength + tail.length)
+    this.#pending = undefined
     this.#pendingLength = 0
     this.#checkSize(record.length)
     return record
