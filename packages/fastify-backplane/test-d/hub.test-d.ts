@@ -96,7 +96,15 @@ declare const context: HubConnectionContext
 expectType<string>(context.connectionId)
 expectType<string | undefined>(context.userId)
 expectType<string>(context.hub)
-expectType<FastifyRequest>(context.request)
+// The upgrade request reaches onConnected only; the context does not keep it.
+expectError(context.request)
+await app.register(hub, {
+  path: '/connectedHub',
+  onConnected: (connected, request) => {
+    expectType<HubConnectionContext>(connected)
+    expectType<FastifyRequest>(request)
+  }
+})
 expectType<FastifyBaseLogger>(context.log)
 expectType<Map<unknown, unknown>>(context.items)
 expectType<Promise<void>>(context.groups.add('lobby'))

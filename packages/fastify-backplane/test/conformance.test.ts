@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict'
 import { createHmac } from 'node:crypto'
+import type { Socket } from 'node:net'
 import { setTimeout as delay } from 'node:timers/promises'
 import { describe, test } from 'node:test'
 import type { TestContext } from 'node:test'
 import { DefaultHttpClient, HttpTransportType, HubConnectionBuilder, LogLevel, NullLogger, Subject } from '@microsoft/signalr'
 import type { HttpRequest, HttpResponse, HubConnection, IHttpConnectionOptions, IStreamResult } from '@microsoft/signalr'
 import { MessagePackHubProtocol } from '@microsoft/signalr-protocol-msgpack'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { HubException, InProcessBus } from '../src/index.js'
 import type { HubConnectionContext, HubOptions } from '../src/index.js'
 import { startInstance } from './helpers/instances.js'
@@ -420,11 +421,14 @@ for (const protocol of clientProtocols) {
       const count = 300
       const app = await startHub(t, {
         streamBufferCapacity: 2,
+        onConnected: (context: HubConnectionContext, request: FastifyRequest) => {
+          context.items.set('socket', request.raw.socket)
+        },
         methods: {
           SlowCollect: async (context: HubConnectionContext, stream: AsyncIterable<{ seq: number }>) => {
             // The hub buffers two items and then stops reading the socket. Waiting for that pause
             // before consuming keeps the check below from racing it.
-            const socket = context.request.raw.socket
+            const socket = context.items.get('socket') as Socket
             const deadline = Date.now() + 10_000
             while (!socket.isPaused() && Date.now() < deadline) await delay(5)
             const pausedWhileFull = socket.isPaused()

@@ -107,9 +107,14 @@ export interface BackplaneSettings {
 
 interface Subscription {
   count: number
-  /** Settles once the transport has confirmed the subscription. */
+  /**
+   * Settles once the transport has confirmed the subscription. Then it becomes `SUBSCRIBED`,
+   * so that the many one-member channels of connections and users hold no promise each.
+   */
   subscribed: Promise<void> | undefined
 }
+
+const SUBSCRIBED = Promise.resolve()
 
 /**
  * Carries hub messages between instances. It maps targets to channels, encodes each
@@ -549,6 +554,7 @@ export class Backplane {
   async #subscribe (channel: string, subscription: Subscription): Promise<void> {
     try {
       await this.#transport.subscribe(channel)
+      subscription.subscribed = SUBSCRIBED
     } catch (err) {
       // The next member to arrive tries again instead of inheriting this failure.
       subscription.subscribed = undefined

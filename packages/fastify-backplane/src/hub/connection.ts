@@ -26,6 +26,9 @@ import * as wire from './wire-errors.js'
 /** How long a connection closed for a full send buffer gets to read its Close before it is dropped. */
 const OVERFLOW_GRACE_MS = 5000
 
+/** What invocations wait for once `onConnected` has run. */
+const SETTLED = Promise.resolve()
+
 /** Options of `HubConnection.close()`, which become the protocol's Close message. */
 export interface CloseOptions {
   /** The text the client shows; omit it for a normal close. */
@@ -61,7 +64,10 @@ export class HubConnection {
 
   readonly #hub: Hub
   readonly #socket: WebSocket
-  readonly #request: FastifyRequest
+  /** The id of the upgrade request, which the connection's log lines carry. */
+  readonly #requestId: string
+  /** The upgrade request, kept only until `onConnected` receives it. */
+  #request: FastifyRequest | undefined
   #state: 'handshaking' | 'connected' | 'closing' | 'closed' = 'handshaking'
   // Idle connections are the bulk of a hub's memory, so what only the handshake needs is
   // dropped after it, and the rest is created on first use.
@@ -69,32 +75,50 @@ export class HubConnection {
   #handshakeTimer: NodeJS.Timeout | undefined
   #reader: HubMessageReader | undefined
   #runner: InvocationRunner | undefined
-  /** Settles once onConnected has run; invocations wait for it. */
+  /** Settles once onConnected has run; invocations wait for it. Dropped once settled. */
   #established: Promise<void> | undefined
   #clientResults: PendingClientResults | undefined
   #context: HubConnectionContext | undefined
   #log: FastifyBaseLogger | undefined
   #groups: Map<string, Promise<void>> | undefined
   #closeError: Error | undefined
-  readonly #closeListeners: Array<() => void> = []
+  #closeListeners: Array<() => void> | undefined
+
+  // The socket listeners are shared by all connections and find theirs through the socket, so
+  // that an idle connection carries no closures.
+  static readonly #bySocket = new WeakMap<WebSocket, HubConnection>()
+
+  static #onMessage (this: WebSocket, data: RawData, isBinary: boolean): void {
+    HubConnection.#bySocket.get(this)!.#receive(toBuffer(data), isBinary)
+  }
+
+  static #onClose (this: WebSocket): void {
+    HubConnection.#bySocket.get(this)!.#closed()
+  }
+
+  static #onError (this: WebSocket, err: Error): void {
+    HubConnection.#bySocket.get(this)!.#socketFailed(err)
+  }
 
   constructor (hub: Hub, socket: WebSocket, request: FastifyRequest, identity: ConnectionIdentity) {
     this.#hub = hub
     this.#socket = socket
+    this.#requestId = request.id
     this.#request = request
     this.id = identity.connectionId ?? randomBytes(16).toString('base64url')
     this.userId = identity.userId
     this.#handshake = new RecordSeparatorSplitter(hub.options.maximumReceiveMessageSize)
 
-    socket.on('message', (data, isBinary) => this.#receive(toBuffer(data), isBinary))
-    socket.on('close', () => this.#closed())
-    socket.on('error', (err) => this.log.debug({ err }, 'hub WebSocket error'))
+    HubConnection.#bySocket.set(socket, this)
+    socket.on('message', HubConnection.#onMessage)
+    socket.on('close', HubConnection.#onClose)
+    socket.on('error', HubConnection.#onError)
     this.#handshakeTimer = setTimeout(() => this.#handshakeTimedOut(), hub.options.handshakeTimeout)
   }
 
   /** The context that hub methods, onConnected and onDisconnected receive. */
   get context (): HubConnectionContext {
-    this.#context ??= this.#hub.createContext(this, this.#request)
+    this.#context ??= this.#hub.createContext(this)
     return this.#context
   }
 
@@ -104,9 +128,9 @@ export class HubConnection {
     return this.#groups
   }
 
-  /** A child of the request logger that carries the connection id and the hub. */
+  /** A child of the app logger that carries the upgrade request id (`reqId`), the connection id and the hub. */
   get log (): FastifyBaseLogger {
-    this.#log ??= this.#request.log.child({ connectionId: this.id, hub: this.#hub.name })
+    this.#log ??= this.#hub.log.child({ reqId: this.#requestId, connectionId: this.id, hub: this.#hub.name })
     return this.#log
   }
 
@@ -268,7 +292,7 @@ export class HubConnection {
   /** Calls `listener` once the socket has closed, at once if it already has. */
   onceClosed (listener: () => void): void {
     if (this.#state === 'closed') listener()
-    else this.#closeListeners.push(listener)
+    else (this.#closeListeners ??= []).push(listener)
   }
 
   /** Resolves once no invocation of this connection runs or waits. */
@@ -336,6 +360,7 @@ export class HubConnection {
   }
 
   #acceptHandshake (protocol: HubProtocol): void {
+    const request = this.#request!
     this.#endHandshake()
     this.protocol = protocol
     this.#reader = protocol.createReader(this.#hub.options.maximumReceiveMessageSize)
@@ -343,9 +368,13 @@ export class HubConnection {
     this.#hub.outbox.join(this)
     this.sendFrame(writeHandshakeResponse())
     // Checked first, so that an idle connection never creates its child logger.
-    if (isDebugEnabled(this.#request.log)) this.log.debug({ protocol: protocol.name }, 'hub connection established')
+    if (isDebugEnabled(this.#hub.log)) this.log.debug({ protocol: protocol.name }, 'hub connection established')
 
-    this.#established = this.#hub.connectionEstablished(this)
+    const established = this.#hub.connectionEstablished(this, request)
+    this.#established = established
+    void established.then(() => {
+      if (this.#established === established) this.#established = undefined
+    })
   }
 
   #rejectHandshake (text: string, err: Error): void {
@@ -360,6 +389,7 @@ export class HubConnection {
     clearTimeout(this.#handshakeTimer)
     this.#handshakeTimer = undefined
     this.#handshake = undefined
+    this.#request = undefined
   }
 
   #handshakeTimedOut (): void {
@@ -384,7 +414,7 @@ export class HubConnection {
     if (message.type === MessageType.Ping) return
     // Created by the first message that needs it: a client that only pings never does.
     // Invocations wait for onConnected, so that none runs before the app set up the connection.
-    const runner = this.#runner ??= new InvocationRunner(this, this.#hub, this.#established!)
+    const runner = this.#runner ??= new InvocationRunner(this, this.#hub, this.#established ?? SETTLED)
     switch (message.type) {
       case MessageType.Invocation:
       case MessageType.StreamInvocation:
@@ -410,6 +440,18 @@ export class HubConnection {
     }
   }
 
+  /**
+   * Logs an error of the socket and drops it. Errors that the client caused are logged at info
+   * level, so that a client cannot fill the error log; for those, ws has already sent the close
+   * code (1002, 1007 or 1009).
+   */
+  #socketFailed (err: Error): void {
+    const code = (err as { code?: unknown }).code
+    const causedByClient = typeof code === 'string' && (code.startsWith('WS_ERR_') || code === 'ECONNRESET' || code === 'EPIPE')
+    this.log[causedByClient ? 'info' : 'error']({ err }, 'hub WebSocket failed')
+    this.#socket.terminate()
+  }
+
   #closed (): void {
     const wasConnected = this.protocol !== undefined
     this.#state = 'closed'
@@ -417,7 +459,9 @@ export class HubConnection {
     this.#runner?.close()
     this.#clientResults?.disconnect()
     this.#hub.connectionClosed(this, wasConnected, this.#closeError)
-    for (const listener of this.#closeListeners.splice(0)) listener()
+    const listeners = this.#closeListeners
+    this.#closeListeners = undefined
+    for (const listener of listeners ?? []) listener()
   }
 }
 

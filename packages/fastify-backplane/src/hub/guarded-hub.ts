@@ -1,4 +1,3 @@
-import type { FastifyRequest } from 'fastify'
 import { GroupForbiddenError, TooManyGroupsError } from '../errors.js'
 import type { HubConnection } from './connection.js'
 import { Hub } from './hub.js'
@@ -11,8 +10,8 @@ import type { HubConnectionContext } from './options.js'
  * makes for any connection through `hubContext.groups.add()` are trusted and not checked.
  */
 export class GuardedHub extends Hub {
-  override createContext (connection: HubConnection, request: FastifyRequest): HubConnectionContext {
-    const context = super.createContext(connection, request)
+  override createContext (connection: HubConnection): HubConnectionContext {
+    const context = super.createContext(connection)
     const join = context.groups.add
     const guarded: HubConnectionContext = {
       ...context,

@@ -23,7 +23,8 @@ export class Hub implements LocalHub {
   readonly options: ResolvedHubOptions
   readonly protocols: readonly HubProtocol[]
   readonly #backplane: Backplane
-  readonly #log: FastifyBaseLogger
+  /** The app's logger, which connection loggers derive from. */
+  readonly log: FastifyBaseLogger
   readonly #protocolsByName: Map<string, HubProtocol>
   /** Every open socket, handshake done or not, so that closing reaches them all. */
   readonly #sockets = new Set<HubConnection>()
@@ -44,7 +45,7 @@ export class Hub implements LocalHub {
     this.options = options
     this.protocols = options.protocols
     this.#backplane = backplane
-    this.#log = log
+    this.log = log
     this.outbox = new Outbox(this.#connections, options.maximumWriteDelay)
     this.#protocolsByName = new Map(options.protocols.map((protocol) => [protocol.name.toLowerCase(), protocol]))
     this.#pingFrames = new Map(options.protocols.map((protocol) => [protocol.name, protocol.writeMessage({ type: MessageType.Ping })]))
@@ -122,7 +123,7 @@ export class Hub implements LocalHub {
    * Called by a connection after its handshake: subscribes to the connection's and its user's
    * channels, then runs onConnected. Never rejects.
    */
-  async connectionEstablished (connection: HubConnection): Promise<void> {
+  async connectionEstablished (connection: HubConnection, request: FastifyRequest): Promise<void> {
     this.#connections.set(connection.id, connection)
     if (connection.userId !== undefined) addMember(this.#users, connection.userId, connection)
     try {
@@ -130,7 +131,7 @@ export class Hub implements LocalHub {
         this.#backplane.subscribeConnection(this.name, connection.id),
         connection.userId === undefined ? undefined : this.#backplane.subscribeUser(this.name, connection.userId)
       ])
-      await this.options.onConnected?.(connection.context)
+      await this.options.onConnected?.(connection.context, request)
     } catch (err) {
       connection.log.error({ err }, 'hub connection setup failed')
       connection.close({ error: wire.connectionClosedWithError(err, this.options.enableDetailedErrors), allowReconnect: false, cause: err as Error })
@@ -175,14 +176,13 @@ export class Hub implements LocalHub {
     if (connection !== undefined) await this.#leave(connection, group)
   }
 
-  createContext (connection: HubConnection, request: FastifyRequest): HubConnectionContext {
+  createContext (connection: HubConnection): HubConnectionContext {
     const hubContext = this.#hubContext!
     const clients = hubContext.clients
     return {
       connectionId: connection.id,
       userId: connection.userId,
       hub: this.name,
-      request,
       log: connection.log,
       items: new Map(),
       groups: {
@@ -223,14 +223,14 @@ export class Hub implements LocalHub {
     const { closeTimeout } = this.options
 
     const finished = await withinTimeout(Promise.all([...this.#connections.values()].map((connection) => connection.idle())), closeTimeout / 2)
-    if (!finished) this.#log.warn({ hub: this.name, waited: closeTimeout / 2 }, 'hub closes connections whose invocations are still running')
+    if (!finished) this.log.warn({ hub: this.name, waited: closeTimeout / 2 }, 'hub closes connections whose invocations are still running')
 
     const closed = [...this.#sockets].map((connection) => new Promise<void>((resolve) => {
       connection.onceClosed(resolve)
       connection.close({ allowReconnect: true, code: 1001 })
     }))
     if (!await withinTimeout(Promise.all(closed), closeTimeout)) {
-      this.#log.warn({ hub: this.name, connections: this.#sockets.size, closeTimeout }, 'hub dropped connections that did not close in time')
+      this.log.warn({ hub: this.name, connections: this.#sockets.size, closeTimeout }, 'hub dropped connections that did not close in time')
       for (const connection of this.#sockets) connection.terminate()
     }
   }
@@ -258,7 +258,7 @@ export class Hub implements LocalHub {
   #warnMissingFrame (protocol: HubProtocol): void {
     if (this.#protocolsWithoutFrames.has(protocol)) return
     this.#protocolsWithoutFrames.add(protocol)
-    this.#log.warn({ hub: this.name, protocol: protocol.name }, 'broadcast carries no frame for this protocol, so its clients miss it; give every instance the same protocols')
+    this.log.warn({ hub: this.name, protocol: protocol.name }, 'broadcast carries no frame for this protocol, so its clients miss it; give every instance the same protocols')
   }
 
   async #leave (connection: HubConnection, group: string): Promise<void> {

@@ -25,9 +25,7 @@ export interface HubConnectionContext<TClient extends ClientMethodMap<TClient> =
   readonly userId: string | undefined
   /** The name of the hub the connection belongs to. */
   readonly hub: string
-  /** The HTTP request that opened the WebSocket: headers, query string, remote address. */
-  readonly request: FastifyRequest
-  /** A child of the request logger that carries the connection id. */
+  /** A child of the app logger that carries the upgrade request id (`reqId`), the connection id and the hub. */
   readonly log: FastifyBaseLogger
   /** Per-connection state that the app keeps between invocations. */
   readonly items: Map<unknown, unknown>
@@ -133,8 +131,13 @@ export interface HubOptions {
    * @default undefined (every connection is anonymous)
    */
   authenticate?: HubAuthenticate | undefined
-  /** Runs after a successful handshake, before any invocation of that connection. */
-  onConnected?: ((context: HubConnectionContext) => unknown) | undefined
+  /**
+   * Runs after a successful handshake, before any invocation of that connection. `request` is
+   * the HTTP request that opened the WebSocket (headers, query string, `request.ip`). The hub
+   * does not keep it after this call, so that idle connections stay small: copy what hub
+   * methods need into `context.items`.
+   */
+  onConnected?: ((context: HubConnectionContext, request: FastifyRequest) => unknown) | undefined
   /** Runs after a connection closed, with the error that closed it, if any. */
   onDisconnected?: ((context: HubConnectionContext, error?: Error) => unknown) | undefined
   /**
