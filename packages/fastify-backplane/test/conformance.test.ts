@@ -15,6 +15,7 @@ import { JSON_HANDSHAKE, RawHubClient } from './helpers/raw-hub.js'
 import { startRedisServer } from './helpers/redis-server.js'
 import { baseUrl, Received } from './helpers/signalr.js'
 import { requestUpgrade } from './helpers/upgrade.js'
+import { deferred, within } from './helpers/promises.js'
 
 const CLOSED_WITH_ERROR = 'Server returned an error on close: Connection closed with an error.'
 const SECRET = 'conformance-test-secret-0123456789'
@@ -127,26 +128,6 @@ async function startHub (t: TestContext, options: Partial<HubOptions> = {}, extr
     hub: { ...options, methods: { ...methods, ...options.methods } },
     ...(extra.logLines === undefined ? {} : { logLines: extra.logLines })
   })
-}
-
-/** A promise with its resolve function, for hooks and methods that a test releases or awaits. */
-function deferred<T = void> (): { promise: Promise<T>, resolve: (value: T) => void } {
-  let resolve!: (value: T) => void
-  const promise = new Promise<T>((resolve_) => { resolve = resolve_ })
-  return { promise, resolve }
-}
-
-/** Rejects when `promise` has not settled within `timeout` ms, naming what did not happen. */
-async function within<T> (promise: Promise<T>, timeout: number, description: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const expired = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`${description} did not happen within ${timeout} ms`)), timeout)
-  })
-  try {
-    return await Promise.race([promise, expired])
-  } finally {
-    clearTimeout(timer)
-  }
 }
 
 /** Subscribes to a result stream and settles with every item and how the stream ended. */

@@ -9,10 +9,15 @@ import type { HubConnectionContext } from '../src/index.js'
 import { startInstance } from './helpers/instances.js'
 import { encodeFrame, Opcode, RawFrameClient } from './helpers/raw-frames.js'
 import { JSON_HANDSHAKE, RawHubClient, RS } from './helpers/raw-hub.js'
+import { collectProcessErrors } from './helpers/process-errors.js'
 import { baseUrl, connectClient } from './helpers/signalr.js'
+import { requestUpgrade } from './helpers/upgrade.js'
+import { deferred, within } from './helpers/promises.js'
 
 // What an open connection keeps is most of a busy hub's memory, so these tests check that it
-// keeps no more than it needs: not the upgrade request, and no listener that holds it.
+// keeps no more than it needs: not the upgrade request, and no listener that holds it. The hub
+// route replaces @fastify/websocket's error listener with its own, so they also check that every
+// socket still has one.
 
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
@@ -88,4 +93,48 @@ test('a broken frame closes its connection only, logged at info level with the c
   assert.equal(typeof failure!.reqId, 'string')
 
   assert.equal(await bystander.invoke('Echo', 'still here'), 'still here')
+})
+
+test('upgrades while the app closes: one past the router gets 1012, later ones 503, and close finishes', async (t) => {
+  const errors = collectProcessErrors(t, { uncaught: true })
+  const authenticating = deferred()
+  const admitted = deferred()
+  const released = deferred()
+  const app = await startInstance(t, {
+    hub: {
+      // The hub waits up to half of this for running invocations before it closes connections.
+      closeTimeout: 20_000,
+      authenticate: async (request) => {
+        if ((request.query as { wait?: string }).wait === undefined) return undefined
+        authenticating.resolve()
+        await admitted.promise
+        return undefined
+      },
+      methods: { Hold: async () => await released.promise }
+    }
+  })
+  const url = `${baseUrl(app).replace(/^http/, 'ws')}/testHub`
+
+  // A running invocation keeps the hub closing, and @fastify/websocket's server open, while an
+  // upgrade that passed the router waits in authenticate.
+  const holder = await connectClient(app, '/testHub')
+  const holding = holder.invoke('Hold').catch(() => {})
+  const opening = RawFrameClient.open((app.server.address() as AddressInfo).port, '/testHub?wait=1')
+  await authenticating.promise
+  const closing = app.close()
+  // Fastify answers 503 once it runs its preClose hooks, and the hub's runs first. Those
+  // refused sockets must not hold app.close() up.
+  const deadline = Date.now() + 10_000
+  while ((await requestUpgrade(url)).status !== 503 && Date.now() < deadline) await nextTurn()
+  admitted.resolve()
+
+  const client = await opening
+  t.after(() => client.destroy())
+  // The hub refuses the socket; a frame ws rejects must find an error listener on it.
+  client.write(encodeFrame({ opcode: Opcode.Text, payload: Buffer.from(JSON_HANDSHAKE), masked: false }))
+  assert.equal((await client.closed).code, 1012)
+
+  released.resolve()
+  await within(Promise.all([closing, holding]), 10_000, 'app.close()')
+  assert.deepEqual(errors, [])
 })

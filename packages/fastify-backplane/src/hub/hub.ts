@@ -61,6 +61,8 @@ export class Hub implements LocalHub {
 
   accept (socket: WebSocket, request: FastifyRequest, identity: ConnectionIdentity): void {
     if (this.#closing !== undefined) {
+      // The hub route took @fastify/websocket's error listener away, so this socket needs one.
+      socket.on('error', () => socket.terminate())
       // Close code 1012 (service restart) lets the client try again, and the retry reaches another instance.
       socket.close(1012)
       return

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
-import type { ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import type { WebSocket } from 'ws'
 import fastifyWebsocket from '@fastify/websocket'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
@@ -40,6 +41,11 @@ async function hubPlugin (fastify: FastifyInstance, options: HubOptions): Promis
   // Registered before @fastify/websocket's own preClose, so clients get a Close message that
   // lets them reconnect elsewhere before the sockets are torn down.
   fastify.addHook('preClose', async () => {
+    // From now on Fastify answers requests with 503 (its return503OnClosing option) without
+    // running hooks, so @fastify/websocket leaves an upgrade's socket open after that answer,
+    // and the server would wait for it: app.close() would never finish. This ends the socket of
+    // every upgrade that arrives from now on; the hub accepts none of them anyway.
+    fastify.server.on('upgrade', endRefusedUpgrade)
     await hub.close()
   })
   if (!fastify.hasDecorator('websocketServer')) {
@@ -146,6 +152,11 @@ async function hubPlugin (fastify: FastifyInstance, options: HubOptions): Promis
 function releaseUpgrade (socket: WebSocket, response: ServerResponse | undefined): void {
   socket.removeAllListeners('error')
   if (response?.socket != null) response.detachSocket(response.socket)
+}
+
+/** Ends the socket of an upgrade request that arrived while the app closes, once Fastify's 503 is out. */
+function endRefusedUpgrade (_request: IncomingMessage, socket: Duplex): void {
+  socket.end(() => socket.destroy())
 }
 
 /**
