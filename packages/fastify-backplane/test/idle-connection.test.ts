@@ -15,7 +15,7 @@ import { requestUpgrade } from './helpers/upgrade.js'
 import { deferred, within } from './helpers/promises.js'
 
 // What an open connection keeps is most of a busy hub's memory, so these tests check that it
-// keeps no more than it needs: not the upgrade request, and no listener that holds it. The hub
+// keeps no more than it needs: not the upgrade request, and no listener that references it. The hub
 // route replaces @fastify/websocket's error listener with its own, so they also check that every
 // socket still has one.
 
@@ -32,7 +32,7 @@ async function collected (ref: WeakRef<object>): Promise<boolean> {
   return ref.deref() === undefined
 }
 
-test('onConnected receives the upgrade request, and the connection keeps neither it nor its response', async (t) => {
+test('connection drops its upgrade request', async (t) => {
   let request: WeakRef<FastifyRequest> | undefined
   let rawRequest: WeakRef<object> | undefined
   const app = await startInstance(t, {
@@ -69,7 +69,7 @@ test('onConnected receives the upgrade request, and the connection keeps neither
   assert.deepEqual(await client.nextMessage(), { type: 3, invocationId: '3', result: 'lobby' })
 })
 
-test('a broken frame closes its connection only, logged at info level with the connection id', async (t) => {
+test('broken frame logged with connection id', async (t) => {
   const logLines: string[] = []
   const app = await startInstance(t, { logLines, hub: { methods: { Echo: (_context: HubConnectionContext, value: unknown) => value } } })
   const bystander = await connectClient(app, '/testHub')
@@ -95,7 +95,7 @@ test('a broken frame closes its connection only, logged at info level with the c
   assert.equal(await bystander.invoke('Echo', 'still here'), 'still here')
 })
 
-test('upgrades while the app closes: one past the router gets 1012, later ones 503, and close finishes', async (t) => {
+test('upgrades during shutdown let close finish', async (t) => {
   const errors = collectProcessErrors(t, { uncaught: true })
   const authenticating = deferred()
   const admitted = deferred()
@@ -122,7 +122,7 @@ test('upgrades while the app closes: one past the router gets 1012, later ones 5
   const opening = RawFrameClient.open((app.server.address() as AddressInfo).port, '/testHub?wait=1')
   await authenticating.promise
   const closing = app.close()
-  // Fastify answers 503 once it runs its preClose hooks, and the hub's runs first. Those
+  // Fastify responds with 503 once it runs its preClose hooks, and the hub's runs first. Those
   // refused sockets must not hold app.close() up.
   const deadline = Date.now() + 10_000
   while ((await requestUpgrade(url)).status !== 503 && Date.now() < deadline) await nextTurn()

@@ -26,7 +26,7 @@ import * as wire from './wire-errors.js'
 /** How long a connection closed for a full send buffer gets to read its Close before it is dropped. */
 const OVERFLOW_GRACE_MS = 5000
 
-/** What invocations wait for once `onConnected` has run. */
+/** The settled promise that invocations wait for once `onConnected` has run. */
 const SETTLED = Promise.resolve()
 
 /** Options of `HubConnection.close()`, which become the protocol's Close message. */
@@ -442,7 +442,7 @@ export class HubConnection {
 
   /**
    * Logs an error of the socket and drops it. Errors that the client caused are logged at info
-   * level, so that a client cannot fill the error log; for those, ws has already sent the close
+   * level, so that a client cannot fill the error log. For those, ws has already sent the close
    * code (1002, 1007 or 1009).
    */
   #socketFailed (err: Error): void {

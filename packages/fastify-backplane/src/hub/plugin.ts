@@ -41,8 +41,8 @@ async function hubPlugin (fastify: FastifyInstance, options: HubOptions): Promis
   // Registered before @fastify/websocket's own preClose, so clients get a Close message that
   // lets them reconnect elsewhere before the sockets are torn down.
   fastify.addHook('preClose', async () => {
-    // From now on Fastify answers requests with 503 (its return503OnClosing option) without
-    // running hooks, so @fastify/websocket leaves an upgrade's socket open after that answer,
+    // From now on Fastify responds to requests with 503 (its return503OnClosing option) without
+    // running hooks, so @fastify/websocket leaves an upgrade's socket open after that response,
     // and the server would wait for it: app.close() would never finish. This ends the socket of
     // every upgrade that arrives from now on; the hub accepts none of them anyway.
     fastify.server.on('upgrade', endRefusedUpgrade)
@@ -143,8 +143,8 @@ async function hubPlugin (fastify: FastifyInstance, options: HubOptions): Promis
 
 /**
  * Lets go of what `@fastify/websocket` would keep for the WebSocket's whole life: the upgrade's
- * `ServerResponse`, still attached to the TCP socket, and an `error` listener that holds the
- * request and the reply. With both gone, and the hub connection keeping the request only until
+ * `ServerResponse`, still attached to the TCP socket, and an `error` listener that references
+ * the request and the reply. With both gone, and the hub connection keeping the request only until
  * `onConnected`, an idle connection holds about 2.6 KiB less (BENCHMARKS.md). The hub connection
  * adds its own `error` listener, which logs and drops the socket, so an `errorHandler` that the
  * app gave its own `@fastify/websocket` does not see the hub's sockets.

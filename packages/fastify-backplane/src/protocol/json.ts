@@ -25,9 +25,9 @@ export const jsonHubProtocol: HubProtocol = {
 }
 
 /**
- * Reads JSON hub messages from one connection's byte stream. A splitter subclass rather than a
- * closure, because every connection keeps one: one object costs less than a closure, its
- * context and the splitter it captures.
+ * Reads JSON hub messages from one connection's byte stream. It is a splitter subclass rather
+ * than a closure because every connection keeps one, and one object costs less than a closure
+ * with its context and the splitter it captures.
  */
 class JsonMessageReader extends RecordSeparatorSplitter implements HubMessageReader {
   read (chunk: Buffer): HubMessage[] {

@@ -11,7 +11,7 @@ export const RECORD_SEPARATOR_CHAR = '\u001e'
  */
 export class RecordSeparatorSplitter {
   readonly #maximumRecordSize: number
-  /** Bytes after the last separator; created when a record spans chunks, which is rare. */
+  /** Bytes after the last separator, created only when a record spans chunks, which is rare. */
   #pending: Buffer[] | undefined
   #pendingLength = 0
 
