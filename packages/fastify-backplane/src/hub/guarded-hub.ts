@@ -1,7 +1,7 @@
 import { GroupForbiddenError, TooManyGroupsError } from '../errors.js'
 import type { HubConnection } from './connection.js'
 import { Hub } from './hub.js'
-import type { HubConnectionContext } from './options.js'
+import type { HubConnectionContext, HubConnectionGroups } from './options.js'
 
 /**
  * A hub whose connection contexts check `context.groups.add()` against the `authorizeGroup`
@@ -10,24 +10,19 @@ import type { HubConnectionContext } from './options.js'
  * makes for any connection through `hubContext.groups.add()` are trusted and not checked.
  */
 export class GuardedHub extends Hub {
-  override createContext (connection: HubConnection): HubConnectionContext {
-    const context = super.createContext(connection)
-    const join = context.groups.add
-    const guarded: HubConnectionContext = {
-      ...context,
-      groups: {
-        ...context.groups,
-        add: (group) => {
-          const joined = this.#join(guarded, connection, group, join)
-          // Handled here, so that a hub method that ignores the promise causes no unhandled
-          // rejection. The caller still sees the rejection when it awaits, and failures are
-          // logged where they happen.
-          joined.catch(() => {})
-          return joined
-        }
+  override createGroups (context: HubConnectionContext, connection: HubConnection): HubConnectionGroups {
+    const groups = super.createGroups(context, connection)
+    return {
+      ...groups,
+      add: (group) => {
+        const joined = this.#join(context, connection, group, groups.add)
+        // Handled here, so that a hub method that ignores the promise causes no unhandled
+        // rejection. The caller still sees the rejection when it awaits, and failures are
+        // logged where they happen.
+        joined.catch(() => {})
+        return joined
       }
     }
-    return guarded
   }
 
   async #join (context: HubConnectionContext, connection: HubConnection, group: string, join: (group: string) => Promise<void>): Promise<void> {

@@ -3,15 +3,17 @@ import type { WebSocket } from 'ws'
 import type { Backplane, HubContext, LocalHub } from '../backplane/backplane.js'
 import type { Target } from '../backplane/target.js'
 import { validateGroupName } from '../backplane/targets.js'
+import type { BroadcastOptions } from '../backplane/targets.js'
 import { ClientTimeoutError } from '../errors.js'
 import { MessageType } from '../protocol/messages.js'
 import type { HubProtocol } from '../protocol/messages.js'
 import { HubConnection } from './connection.js'
+import { ConnectionContext } from './connection-context.js'
 import { Outbox } from './outbox.js'
 import { encodeWebSocketFrame } from './websocket-frame.js'
 import type { ConnectionIdentity } from './connection.js'
 import { ClientDisconnectedError } from '../errors.js'
-import type { HubConnectionContext, HubMethod, ResolvedHubOptions } from './options.js'
+import type { HubConnectionContext, HubConnectionGroups, HubMethod, ResolvedHubOptions } from './options.js'
 import * as wire from './wire-errors.js'
 
 /**
@@ -179,33 +181,26 @@ export class Hub implements LocalHub {
   }
 
   createContext (connection: HubConnection): HubConnectionContext {
-    const hubContext = this.#hubContext!
-    const clients = hubContext.clients
+    return new ConnectionContext(connection, this)
+  }
+
+  /** Creates `context.groups` for a connection's context. */
+  createGroups (_context: HubConnectionContext, connection: HubConnection): HubConnectionGroups {
     return {
-      connectionId: connection.id,
-      userId: connection.userId,
-      hub: this.name,
-      log: connection.log,
-      items: new Map(),
-      groups: {
-        add: (group) => handled(this.addToGroup(connection.id, group), connection, group, 'hub group add failed'),
-        remove: (group) => handled(this.removeFromGroup(connection.id, group), connection, group, 'hub group remove failed'),
-        has: (group) => connection.groups.has(group)
-      },
-      clients: {
-        ...clients,
-        caller: {
-          send: (method, ...args) => connection.sendMessage({ type: MessageType.Invocation, target: method, arguments: args }),
-          invoke: (method, ...args) => connection.invokeClient(method, args)
-        },
-        others: clients.allExcept([connection.id]),
-        othersInGroup: (group) => clients.groupExcept(group, [connection.id])
-      },
-      hubContext,
-      send: (method, ...args) => connection.sendMessage({ type: MessageType.Invocation, target: method, arguments: args }),
-      invoke: (method, ...args) => connection.invokeClient(method, args),
-      broadcast: (method, args, options) => this.#backplane.broadcast(method, args, { ...options, hub: this.name })
+      add: (group) => handled(this.addToGroup(connection.id, group), connection, group, 'hub group add failed'),
+      remove: (group) => handled(this.removeFromGroup(connection.id, group), connection, group, 'hub group remove failed'),
+      has: (group) => connection.groups.has(group)
     }
+  }
+
+  /** The hub's context: clients, group membership of any connection, and presence counts. */
+  get hubContext (): HubContext {
+    return this.#hubContext!
+  }
+
+  /** `fastify.broadcast()` with this hub set. */
+  broadcast (method: string, args?: readonly unknown[], options?: Omit<BroadcastOptions, 'hub'>): Promise<void> {
+    return this.#backplane.broadcast(method, args, { ...options, hub: this.name })
   }
 
   /**
