@@ -9,6 +9,7 @@ import type { HubConnectionContext, HubOptions } from '../src/index.js'
 import { RawHubClient, RS } from './helpers/raw-hub.js'
 import { connectClient } from './helpers/signalr.js'
 import { startInstance } from './helpers/instances.js'
+import { deferred } from './helpers/promises.js'
 
 const CLOSED_WITH_ERROR = '{"type":7,"error":"Connection closed with an error.","allowReconnect":true}'
 
@@ -42,13 +43,6 @@ async function connectRaw (t: TestContext, app: FastifyInstance): Promise<RawHub
   const client = await RawHubClient.connectAndHandshake(app)
   t.after(() => client.close())
   return client
-}
-
-/** A promise with its resolve function, for hooks and methods that a test releases or awaits. */
-function deferred<T = void> (): { promise: Promise<T>, resolve: (value: T) => void } {
-  let resolve!: (value: T) => void
-  const promise = new Promise<T>((resolve_) => { resolve = resolve_ })
-  return { promise, resolve }
 }
 
 test('unknown method rejects, connection survives', async (t) => {
@@ -339,11 +333,13 @@ test('invocations wait for onConnected', async (t) => {
 
 test('onConnected failure closes connection', async (t) => {
   let invoked = false
+  const disconnected = deferred<Error | undefined>()
   const app = await startInstance(t, {
     hub: {
       onConnected: () => {
         throw new Error('database is down')
       },
+      onDisconnected: (_context, error) => { disconnected.resolve(error) },
       methods: { Mark: () => { invoked = true } }
     }
   })
@@ -355,6 +351,7 @@ test('onConnected failure closes connection', async (t) => {
   await client.closed
   assert.deepEqual(client.records, ['{}', '{"type":7,"error":"Connection closed with an error."}'])
   assert.equal(invoked, false)
+  assert.equal((await disconnected.promise)?.message, 'database is down', 'onDisconnected receives the error')
 })
 
 test('invocations run one at a time', async (t) => {
