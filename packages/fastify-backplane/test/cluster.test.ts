@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import type { FastifyInstance } from 'fastify'
+import { collectProcessErrors } from './helpers/process-errors.js'
 import { startRedisCluster } from './helpers/redis-cluster.js'
 import { connectTestClient, startInstances, waitForTag } from './helpers/scale-out.js'
 import { checkEveryTargetKind } from './helpers/target-suite.js'
@@ -85,4 +86,38 @@ test('remote groups and subscription counts on Redis Cluster', async (t) => {
   await assert.rejects(a.backplane.hubContext().groups.add('no-such-connection', 'remote'), { code: 'FST_BACKPLANE_CONNECTION_NOT_FOUND' })
 
   assert.deepEqual(await a.backplane.hubContext().count(), { connections: 1, instances: 2, complete: true })
+})
+
+test('shard restart on Redis Cluster', async (t) => {
+  const errors = collectProcessErrors(t)
+  const cluster = await startRedisCluster(3)
+  t.after(() => cluster.stop())
+  const [a, b] = await startInstances(t, 2, () => ({ redisCluster: { nodes: cluster.urls } })) as [FastifyInstance, FastifyInstance]
+  const member = await connectTestClient(t, a, 'member', undefined, ['busy'])
+  await b.broadcast('m', ['before'], { group: 'busy' })
+  await waitForTag([member], 'before')
+
+  // The shard that owns the group's channel crashes and comes back from its nodes.conf, with no
+  // memory of the subscription.
+  const channel = groupChannel('busy')
+  const owner = await cluster.ownerOf(Number(await cluster.node(cluster.ports[0]!).call('CLUSTER', 'KEYSLOT', channel)))
+  await cluster.restart(owner)
+
+  // Broadcasts sent while the shard was away may be lost, but once the instances have
+  // subscribed again new ones arrive, in order.
+  let sent = 0
+  const deadline = Date.now() + 30_000
+  while (!member.received.includes(`after${sent - 1}`)) {
+    assert.ok(Date.now() < deadline, `no broadcast reached the member within 30 s of the restart; received ${member.received.join(', ')}`)
+    await b.broadcast('m', [`after${sent++}`], { group: 'busy' }).catch(() => {})
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+  await b.broadcast('m', ['last'], { group: 'busy' })
+  await waitForTag([member], 'last')
+  const afterRestart = member.received.slice(member.received.indexOf('before') + 1)
+  assert.equal(afterRestart.at(-1), 'last')
+  const numbers = afterRestart.slice(0, -1).map((tag) => Number(tag.slice('after'.length)))
+  assert.deepEqual(numbers, numbers.toSorted((x, y) => x - y), 'broadcasts after the restart arrive in order')
+  assert.equal(Number((await cluster.node(owner).call('PUBSUB', 'SHARDNUMSUB', channel) as [string, number])[1]), 1, 'instance A subscribed again')
+  assert.deepEqual(errors, [])
 })

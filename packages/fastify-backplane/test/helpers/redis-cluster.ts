@@ -20,6 +20,11 @@ export interface RedisCluster {
   moveSlot (slot: number, toPort: number): Promise<void>
   /** The port of the master that owns `slot`. */
   ownerOf (slot: number): Promise<number>
+  /**
+   * Kills the node on `port` with SIGKILL and starts it again from its nodes.conf, as after a
+   * crash, then waits until the cluster is whole.
+   */
+  restart (port: number): Promise<void>
   stop (): Promise<void>
 }
 
@@ -27,19 +32,23 @@ export interface RedisCluster {
 export async function startRedisCluster (masters = 3): Promise<RedisCluster> {
   const ports = await clusterPorts(masters)
   const dirs: string[] = []
-  const children: ChildProcess[] = []
+  const children = new Map<number, ChildProcess>()
   const connections = new Map<number, Redis>()
 
-  for (const port of ports) {
-    const dir = await mkdtemp(join(tmpdir(), `backplane-cluster-${port}-`))
-    dirs.push(dir)
+  const startNode = async (port: number, dir: string): Promise<void> => {
     const child = spawn('redis-server', [
       '--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no',
       '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000',
       '--dir', dir
     ], { stdio: ['ignore', 'pipe', 'pipe'] })
-    children.push(child)
+    children.set(port, child)
     await waitForOutput(child, 'Ready to accept connections')
+  }
+
+  for (const port of ports) {
+    const dir = await mkdtemp(join(tmpdir(), `backplane-cluster-${port}-`))
+    dirs.push(dir)
+    await startNode(port, dir)
   }
 
   await run('redis-cli', ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '0', '--cluster-yes'])
@@ -81,9 +90,16 @@ export async function startRedisCluster (masters = 3): Promise<RedisCluster> {
         if (port !== fromPort && port !== toPort) await node(port).call('CLUSTER', 'SETSLOT', slot, 'NODE', toId)
       }
     },
+    restart: async (port) => {
+      const child = children.get(port)!
+      child.kill('SIGKILL')
+      if (child.exitCode === null && child.signalCode === null) await once(child, 'exit')
+      await startNode(port, dirs[ports.indexOf(port)]!)
+      await waitForClusterOk(ports.map(node))
+    },
     stop: async () => {
       for (const connection of connections.values()) connection.disconnect()
-      await Promise.all(children.map(async (child) => {
+      await Promise.all([...children.values()].map(async (child) => {
         if (child.exitCode !== null) return
         child.kill('SIGTERM')
         await once(child, 'exit')
