@@ -33,7 +33,8 @@ export class ConnectionLimiter {
   /**
    * Reserves a place for a connection from `address`, an `addressKey()`, or undefined when
    * addresses are not counted. Returns the limit that is already reached, or undefined once the
-   * place is reserved. Each reservation must be released exactly once, with the same address.
+   * place is reserved. The caller releases each reservation once, with the same address; the
+   * limiter does not check this, and a second release would free another connection's place.
    */
   reserve (address: string | undefined): 'instance' | 'address' | undefined {
     if (this.#connections >= this.#maximumConnections) return 'instance'

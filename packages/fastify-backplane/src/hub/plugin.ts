@@ -145,7 +145,7 @@ async function hubPlugin (fastify: FastifyInstance, options: HubOptions): Promis
  * Lets go of what `@fastify/websocket` would keep for the WebSocket's whole life: the upgrade's
  * `ServerResponse`, still attached to the TCP socket, and an `error` listener that references
  * the request and the reply. With both gone, and the hub connection keeping the request only until
- * `onConnected`, an idle connection holds about 2.6 KiB less (BENCHMARKS.md). The hub connection
+ * `onConnected`, an idle connection keeps about 2.6 KiB less (BENCHMARKS.md). The hub connection
  * adds its own `error` listener, which logs and drops the socket, so an `errorHandler` that the
  * app gave its own `@fastify/websocket` does not see the hub's sockets.
  */
