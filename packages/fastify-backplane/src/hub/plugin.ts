@@ -41,10 +41,12 @@ async function hubPlugin (fastify: FastifyInstance, options: HubOptions): Promis
   // Registered before @fastify/websocket's own preClose, so clients get a Close message that
   // lets them reconnect elsewhere before the sockets are torn down.
   fastify.addHook('preClose', async () => {
-    // From now on Fastify responds to requests with 503 (its return503OnClosing option) without
+    // From now on Fastify responds to requests with 503 (its default return503OnClosing) without
     // running hooks, so @fastify/websocket leaves an upgrade's socket open after that response,
-    // and the server would wait for it: app.close() would never finish. This ends the socket of
-    // every upgrade that arrives from now on; the hub accepts none of them anyway.
+    // and app.close() would wait for that socket forever. This ends the socket of every upgrade
+    // that arrives from now on, once the response is written.
+    // NOTE: with return503OnClosing: false it also cuts upgrades to the app's own WebSocket
+    // routes during shutdown.
     fastify.server.on('upgrade', endRefusedUpgrade)
     await hub.close()
   })
