@@ -2,7 +2,9 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { Redis } from 'ioredis'
 import type { FastifyInstance } from 'fastify'
+import { JSON_HANDSHAKE, RawHubClient } from './helpers/raw-hub.js'
 import { startRedisServer } from './helpers/redis-server.js'
+import { baseUrl } from './helpers/signalr.js'
 import { connectTestClient, startInstances, waitForTag } from './helpers/scale-out.js'
 
 const prefix = 'fastify-backplane:'
@@ -108,6 +110,49 @@ test('subscriptions follow local membership', async (t) => {
   const deadline = Date.now() + 10_000
   while (await numsub(groupChannel('busy')) !== 0) {
     assert.ok(Date.now() < deadline, 'membership ends when the connection closes')
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+})
+
+test('connections share their instance route', async (t) => {
+  const redis = await startRedisServer()
+  t.after(() => redis.stop())
+  const observer = new Redis(redis.port, '127.0.0.1')
+  t.after(() => observer.disconnect())
+  const numsub = async (channel: string): Promise<number> => Number((await observer.pubsub('NUMSUB', channel) as [string, number])[1])
+
+  const [a, b] = await startInstances(t, 2, () => ({ redis: redis.url })) as [FastifyInstance, FastifyInstance]
+  const x = await connectTestClient(t, a, 'x', undefined)
+  const y = await connectTestClient(t, a, 'y', undefined)
+
+  // Ids that the instance issued name its route, and no connection subscribes a channel of its own.
+  const route = /^[\w-]{22}\.([\w-]{8})$/.exec(x.id)?.[1]
+  assert.ok(route !== undefined, `${x.id} names a route`)
+  assert.ok(y.id.endsWith(`.${route}`), 'both connections of instance A name the same route')
+  assert.equal(await numsub(`${prefix}route:${route}`), 1, 'instance A subscribes its route channel')
+  assert.deepEqual(await observer.pubsub('CHANNELS', `${prefix}*:connection:*`), [], 'no per-connection channel')
+
+  // Messages for one connection, and group changes made for it on another instance, arrive.
+  await b.broadcast('m', ['to x'], { connection: x.id })
+  await b.backplane.hubContext(hub).groups.add(y.id, 'joined-from-b')
+  await b.broadcast('m', ['to the group'], { group: 'joined-from-b' })
+  await b.broadcast('m', ['marker'])
+  await waitForTag([x, y], 'marker')
+  assert.deepEqual(x.received, ['to x', 'marker'])
+  assert.deepEqual(y.received, ['to the group', 'marker'])
+
+  // A negotiated id names no route, because its WebSocket may open on another instance, so that
+  // connection subscribes its own channel.
+  const negotiated = await (await fetch(`${baseUrl(a)}${hub}/negotiate?negotiateVersion=1`, { method: 'POST' })).json() as { connectionId: string, connectionToken: string }
+  assert.equal(/^[\w-]{22}$/.test(negotiated.connectionId), true, `${negotiated.connectionId} names no route`)
+  const client = await RawHubClient.open(`${baseUrl(a).replace(/^http/, 'ws')}${hub}?id=${encodeURIComponent(negotiated.connectionToken)}`)
+  t.after(() => client.close())
+  client.send(JSON_HANDSHAKE)
+  assert.equal(await client.nextRecord(), '{}')
+  const ownChannel = `${prefix}${hub.length}:${hub}:connection:${negotiated.connectionId}`
+  const deadline = Date.now() + 10_000
+  while (await numsub(ownChannel) !== 1) {
+    assert.ok(Date.now() < deadline, 'the negotiated connection subscribes its own channel')
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
 })

@@ -129,6 +129,12 @@ export class Backplane {
    * echo detection and duplicate detection never confuse two processes.
    */
   readonly #origin: string
+  /**
+   * The channel that carries messages for the connections this instance issued ids to (see
+   * `issueConnectionId()`), subscribed once, so that those connections need no channel each.
+   */
+  readonly #routeChannel: string
+  readonly #route: string
   readonly #transport: Transport
   readonly #channels: ChannelNames
   readonly #log: FastifyBaseLogger
@@ -154,6 +160,8 @@ export class Backplane {
     this.#settings = settings
     this.#transport = settings.transport
     this.#channels = new ChannelNames(settings.channelPrefix)
+    this.#route = randomBytes(6).toString('base64url')
+    this.#routeChannel = this.#channels.route(this.#route)
     this.#log = settings.log
     this.#warnings = new ThrottledWarnings(settings.log)
     this.#transport.listen((channel, payload) => this.#receive(channel, payload))
@@ -174,11 +182,11 @@ export class Backplane {
   }
 
   /**
-   * Subscribes to this instance's own channel, which carries replies addressed to it, and
-   * starts the health check.
+   * Subscribes to this instance's own channels, which carry replies addressed to it and
+   * messages for the connections it issued ids to, and starts the health check.
    */
   async start (): Promise<void> {
-    await this.#acquire(this.#channels.instance(this.#origin))
+    await Promise.all([this.#acquire(this.#channels.instance(this.#origin)), this.#acquire(this.#routeChannel)])
     this.#startedAt = Date.now()
     this.#healthTimer = setInterval(() => this.#checkHealth(), this.#settings.healthCheckInterval)
     this.#healthTimer.unref()
@@ -230,12 +238,23 @@ export class Backplane {
     return this.#release(this.#channels.user(hub, userId))
   }
 
+  /**
+   * Issues the id of a connection that this instance accepted. The id names this instance's
+   * route, so messages for the connection reach it without a subscription of its own.
+   */
+  issueConnectionId (): string {
+    return `${randomBytes(16).toString('base64url')}.${this.#route}`
+  }
+
+  /** Subscribes to the connection's channel, unless it is this instance's route channel. */
   subscribeConnection (hub: string, connectionId: string): Promise<void> {
-    return this.#acquire(this.#channels.connection(hub, connectionId))
+    const channel = this.#channels.connection(hub, connectionId)
+    return channel === this.#routeChannel ? SUBSCRIBED : this.#acquire(channel)
   }
 
   unsubscribeConnection (hub: string, connectionId: string): Promise<void> {
-    return this.#release(this.#channels.connection(hub, connectionId))
+    const channel = this.#channels.connection(hub, connectionId)
+    return channel === this.#routeChannel ? SUBSCRIBED : this.#release(channel)
   }
 
   /**

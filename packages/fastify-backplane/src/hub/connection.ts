@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { Socket } from 'node:net'
 import type { RawData, WebSocket } from 'ws'
@@ -105,7 +104,7 @@ export class HubConnection {
     this.#socket = socket
     this.#requestId = request.id
     this.#request = request
-    this.id = identity.connectionId ?? randomBytes(16).toString('base64url')
+    this.id = identity.connectionId ?? hub.issueConnectionId()
     this.userId = identity.userId
     this.#handshake = new RecordSeparatorSplitter(hub.options.maximumReceiveMessageSize)
 

@@ -72,6 +72,11 @@ export class Hub implements LocalHub {
     this.#sockets.add(new HubConnection(this, socket, request, identity))
   }
 
+  /** Issues the id of a connection that skipped negotiation; see `Backplane.issueConnectionId()`. */
+  issueConnectionId (): string {
+    return this.#backplane.issueConnectionId()
+  }
+
   findProtocol (name: string): HubProtocol | undefined {
     return this.#protocolsByName.get(name.toLowerCase())
   }
