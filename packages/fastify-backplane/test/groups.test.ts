@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import type { TestContext } from 'node:test'
 import { Redis } from 'ioredis'
 import type { FastifyInstance } from 'fastify'
 import { JSON_HANDSHAKE, RawHubClient } from './helpers/raw-hub.js'
 import { startRedisServer } from './helpers/redis-server.js'
+import type { RedisServer } from './helpers/redis-server.js'
 import { baseUrl } from './helpers/signalr.js'
 import { connectTestClient, startInstances, waitForTag } from './helpers/scale-out.js'
 
@@ -11,6 +13,27 @@ const prefix = 'fastify-backplane:'
 const hub = '/testHub'
 const groupChannel = (group: string): string => `${prefix}${hub.length}:${hub}:group:${group}`
 const allChannel = `${prefix}${hub.length}:${hub}:all`
+
+type SubscriberCount = (channel: string) => Promise<number>
+
+/** Starts a redis-server for the test and a separate connection that reads its PUBSUB NUMSUB. */
+async function startObservedRedis (t: TestContext): Promise<{ redis: RedisServer, observer: Redis, numsub: SubscriberCount }> {
+  const redis = await startRedisServer()
+  t.after(() => redis.stop())
+  const observer = new Redis(redis.port, '127.0.0.1')
+  t.after(() => observer.disconnect())
+  const numsub = async (channel: string): Promise<number> => Number((await observer.pubsub('NUMSUB', channel) as [string, number])[1])
+  return { redis, observer, numsub }
+}
+
+/** Polls until `channel` has `count` subscribers, failing with `message` after 10 s. */
+async function waitForSubscribers (numsub: SubscriberCount, channel: string, count: number, message: string): Promise<void> {
+  const deadline = Date.now() + 10_000
+  while (await numsub(channel) !== count) {
+    assert.ok(Date.now() < deadline, message)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
 
 test('remote group add and remove', async (t) => {
   const redis = await startRedisServer()
@@ -81,11 +104,7 @@ test('overlong names are rejected', async (t) => {
 })
 
 test('subscriptions follow local membership', async (t) => {
-  const redis = await startRedisServer()
-  t.after(() => redis.stop())
-  const observer = new Redis(redis.port, '127.0.0.1')
-  t.after(() => observer.disconnect())
-  const numsub = async (channel: string): Promise<number> => Number((await observer.pubsub('NUMSUB', channel) as [string, number])[1])
+  const { redis, numsub } = await startObservedRedis(t)
 
   const [a, b] = await startInstances(t, 2, () => ({ redis: redis.url })) as [FastifyInstance, FastifyInstance]
   const first = await connectTestClient(t, a, 'first', undefined, ['busy'])
@@ -107,19 +126,11 @@ test('subscriptions follow local membership', async (t) => {
 
   await first.connection.invoke('JoinGroup', 'busy')
   await first.connection.stop()
-  const deadline = Date.now() + 10_000
-  while (await numsub(groupChannel('busy')) !== 0) {
-    assert.ok(Date.now() < deadline, 'membership ends when the connection closes')
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
+  await waitForSubscribers(numsub, groupChannel('busy'), 0, 'membership ends when the connection closes')
 })
 
 test('connections share their instance route', async (t) => {
-  const redis = await startRedisServer()
-  t.after(() => redis.stop())
-  const observer = new Redis(redis.port, '127.0.0.1')
-  t.after(() => observer.disconnect())
-  const numsub = async (channel: string): Promise<number> => Number((await observer.pubsub('NUMSUB', channel) as [string, number])[1])
+  const { redis, observer, numsub } = await startObservedRedis(t)
 
   const [a, b] = await startInstances(t, 2, () => ({ redis: redis.url })) as [FastifyInstance, FastifyInstance]
   const x = await connectTestClient(t, a, 'x', undefined)
@@ -150,11 +161,7 @@ test('connections share their instance route', async (t) => {
   client.send(JSON_HANDSHAKE)
   assert.equal(await client.nextRecord(), '{}')
   const ownChannel = `${prefix}${hub.length}:${hub}:connection:${negotiated.connectionId}`
-  const deadline = Date.now() + 10_000
-  while (await numsub(ownChannel) !== 1) {
-    assert.ok(Date.now() < deadline, 'the negotiated connection subscribes its own channel')
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
+  await waitForSubscribers(numsub, ownChannel, 1, 'the negotiated connection subscribes its own channel')
 })
 
 test('presence counts across instances', async (t) => {
