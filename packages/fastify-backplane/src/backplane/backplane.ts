@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
+import { describeValue } from '../describe-value.js'
 import {
   BackplaneClosedError,
   ClientDisconnectedError,
@@ -20,7 +21,7 @@ import { decodeEnvelope, encodeEnvelope, UnsupportedEnvelopeError } from './enve
 import type { ClientInvocationEnvelope, Envelope, GroupCommandEnvelope, InvocationEnvelope, PresenceQueryEnvelope, ProbeEnvelope, ReplyEnvelope } from './envelope.js'
 import { RecentIds } from './recent-ids.js'
 import type { Target } from './target.js'
-import { describe, resolveExcept, resolveTarget, validateConnectionId, validateGroupName } from './targets.js'
+import { resolveExcept, resolveTarget, validateConnectionId, validateGroupName } from './targets.js'
 import type { BroadcastOptions } from './targets.js'
 import { ThrottledWarnings } from './throttled-log.js'
 
@@ -306,10 +307,10 @@ export class Backplane {
   #broadcast (method: string, args: readonly unknown[], options: BroadcastOptions): Promise<void> {
     if (this.#closed) throw new BackplaneClosedError()
     if (typeof method !== 'string' || method === '') {
-      throw new InvalidBroadcastError('method', `expected a non-empty string, got ${describe(method)}`)
+      throw new InvalidBroadcastError('method', `expected a non-empty string, got ${describeValue(method)}`)
     }
     if (!Array.isArray(args)) {
-      throw new InvalidBroadcastError('arguments', `expected an array, got ${describe(args)}`)
+      throw new InvalidBroadcastError('arguments', `expected an array, got ${describeValue(args)}`)
     }
 
     const hubName = this.#resolveHub(options.hub)
@@ -347,7 +348,7 @@ export class Backplane {
     if (this.#closed) throw new BackplaneClosedError()
     validateConnectionId(connectionId)
     if (typeof method !== 'string' || method === '') {
-      throw new InvalidBroadcastError('method', `expected a non-empty string, got ${describe(method)}`)
+      throw new InvalidBroadcastError('method', `expected a non-empty string, got ${describeValue(method)}`)
     }
 
     const local = this.#hubs.get(hub)
@@ -409,7 +410,7 @@ export class Backplane {
   #resolveHub (hub: string | undefined): string {
     if (hub !== undefined) {
       if (typeof hub !== 'string' || hub === '') {
-        throw new InvalidBroadcastError('hub', `expected a non-empty string, got ${describe(hub)}`)
+        throw new InvalidBroadcastError('hub', `expected a non-empty string, got ${describeValue(hub)}`)
       }
       return hub
     }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis'
 import { InvalidOptionError } from '../errors.js'
-import { formatOptionValue } from '../format-value.js'
+import { describeValue } from '../describe-value.js'
 import type { InProcessBus } from '../transport/in-process.js'
 
 /**
@@ -147,7 +147,7 @@ export function resolveBackplaneOptions (options: BackplaneOptions): ResolvedBac
   }
   for (const [name, value, fallback] of [['groupCommandTimeout', groupCommandTimeout, 30_000], ['presenceTimeout', presenceTimeout, 2000], ['clientResultTimeout', clientResultTimeout, 30_000], ['healthCheckInterval', healthCheckInterval, 5000], ['closeTimeout', closeTimeout, 5000]] as const) {
     if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-      throw new InvalidOptionError(name, `expected a non-negative number of milliseconds, got ${formatOptionValue(value)}`, `Leave it out for ${fallback}.`)
+      throw new InvalidOptionError(name, `expected a non-negative number of milliseconds, got ${describeValue(value)}`, `Leave it out for ${fallback}.`)
     }
   }
 

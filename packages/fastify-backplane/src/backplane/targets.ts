@@ -1,3 +1,4 @@
+import { describeValue } from '../describe-value.js'
 import {
   InvalidBroadcastError,
   InvalidConnectionIdError,
@@ -53,7 +54,7 @@ export function resolveExcept (except: BroadcastOptions['except']): string[] {
   if (except === undefined) return []
   const ids = typeof except === 'string' ? [except] : except
   if (!Array.isArray(ids) || !ids.every((id) => typeof id === 'string')) {
-    throw new InvalidBroadcastError('except', `expected a connection id or an array of them, got ${describe(except)}`)
+    throw new InvalidBroadcastError('except', `expected a connection id or an array of them, got ${describeValue(except)}`)
   }
   return [...ids]
 }
@@ -75,7 +76,7 @@ export function validateConnectionId (connectionId: unknown): asserts connection
 
 function validateName (name: unknown, error: (value: string, problem: string) => Error): void {
   if (typeof name !== 'string' || name === '') {
-    throw error(describe(name), 'expected a non-empty string')
+    throw error(describeValue(name), 'expected a non-empty string')
   }
   if (name.length > MAXIMUM_NAME_LENGTH) {
     throw error(`of ${name.length} characters`, `the maximum is ${MAXIMUM_NAME_LENGTH}`)
@@ -85,15 +86,9 @@ function validateName (name: unknown, error: (value: string, problem: string) =>
 function nameList (value: string | readonly string[], option: string, validate: (name: unknown) => void): string[] {
   const names = typeof value === 'string' ? [value] : value
   if (!Array.isArray(names) || names.length === 0) {
-    throw new InvalidBroadcastError(option, `expected a string or a non-empty array of strings, got ${describe(value)}`)
+    throw new InvalidBroadcastError(option, `expected a string or a non-empty array of strings, got ${describeValue(value)}`)
   }
   names.forEach(validate)
   return [...new Set<string>(names)]
 }
 
-/** Describes a value for an error message, shortening long strings. */
-export function describe (value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 64 ? value.slice(0, 64) + '…' : value)
-  if (Array.isArray(value)) return 'an array'
-  return value === null ? 'null' : typeof value
-}

@@ -1,6 +1,6 @@
 import { isIPv6 } from 'node:net'
 import { InvalidOptionError } from '../errors.js'
-import { formatOptionValue } from '../format-value.js'
+import { describeValue } from '../describe-value.js'
 
 /**
  * Counts one hub's open connections on this instance, in total and per client address, from
@@ -129,7 +129,7 @@ export function resolveLimit (options: object, key: string, fallback: number, al
   const valid = typeof value === 'number' && value > 0 && (Number.isInteger(value) || (allowInfinity && value === Infinity))
   if (!valid) {
     const fix = allowInfinity ? `Pass a positive integer, Infinity to turn the limit off, or leave it out for ${fallback}.` : `Pass a positive integer, or leave it out for ${fallback}.`
-    throw new InvalidOptionError(key, `expected a positive integer, got ${formatOptionValue(value)}`, fix)
+    throw new InvalidOptionError(key, `expected a positive integer, got ${describeValue(value)}`, fix)
   }
   return value
 }

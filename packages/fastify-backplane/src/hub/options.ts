@@ -3,7 +3,7 @@ import type { HubContext } from '../backplane/backplane.js'
 import type { ClientMethodMap, ClientMethods, ClientProxy, HubClients, SingleClientProxy } from '../backplane/clients.js'
 import type { BroadcastOptions } from '../backplane/targets.js'
 import { InvalidOptionError } from '../errors.js'
-import { formatOptionValue } from '../format-value.js'
+import { describeValue } from '../describe-value.js'
 import { jsonHubProtocol } from '../protocol/json.js'
 import { resolveLimit } from './limits.js'
 import { resolveAllowedOrigins } from './origin.js'
@@ -446,7 +446,7 @@ function resolveSecret (secret: unknown): string | undefined {
 function nonNegativeNumber (options: HubOptions, key: keyof HubOptions, fallback: number): number {
   const value = options[key] === undefined ? fallback : options[key]
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new InvalidOptionError(key, `expected a number of 0 or more, got ${formatOptionValue(value)}`, `Leave it out for ${fallback}.`)
+    throw new InvalidOptionError(key, `expected a number of 0 or more, got ${describeValue(value)}`, `Leave it out for ${fallback}.`)
   }
   return value
 }
@@ -454,7 +454,7 @@ function nonNegativeNumber (options: HubOptions, key: keyof HubOptions, fallback
 function positiveNumber (options: HubOptions, key: keyof HubOptions, fallback: number): number {
   const value = options[key] === undefined ? fallback : options[key]
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new InvalidOptionError(key, `expected a positive number, got ${formatOptionValue(value)}`, `Leave it out for ${fallback}.`)
+    throw new InvalidOptionError(key, `expected a positive number, got ${describeValue(value)}`, `Leave it out for ${fallback}.`)
   }
   return value
 }

@@ -1,6 +1,7 @@
 import { Ajv } from 'ajv'
 import type { ErrorObject, ValidateFunction } from 'ajv'
 import formatsModule from 'ajv-formats'
+import { describeValue } from '../describe-value.js'
 import { InvalidOptionError } from '../errors.js'
 import type { HubAuthorize, HubMethod, HubMethodDefinition } from './options.js'
 
@@ -21,12 +22,12 @@ export function resolveMethodDefinition (name: string, definition: unknown, comp
     return { name, method: definition as HubMethod, validate: undefined, authorize: undefined }
   }
   if (typeof definition !== 'object' || definition === null || typeof (definition as HubMethodDefinition).handler !== 'function') {
-    throw new InvalidOptionError(`methods.${name}`, `expected a function or { handler, schema?, authorize? }, got ${describe(definition)}`, 'Pass the method as a function (context, ...args) => result, or as an object whose handler is that function.')
+    throw new InvalidOptionError(`methods.${name}`, `expected a function or { handler, schema?, authorize? }, got ${describeValue(definition)}`, 'Pass the method as a function (context, ...args) => result, or as an object whose handler is that function.')
   }
 
   const { handler, schema, authorize } = definition as HubMethodDefinition
   if (authorize !== undefined && typeof authorize !== 'function') {
-    throw new InvalidOptionError(`methods.${name}.authorize`, `expected a function, got ${describe(authorize)}`, 'Pass a function (context, method, args) => boolean, or leave it out.')
+    throw new InvalidOptionError(`methods.${name}.authorize`, `expected a function, got ${describeValue(authorize)}`, 'Pass a function (context, method, args) => boolean, or leave it out.')
   }
   return {
     name,
@@ -58,7 +59,7 @@ export function createArgumentValidatorCompiler (): (method: string, schema: unk
 
   return (method, schema) => {
     if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) {
-      throw new InvalidOptionError(`methods.${method}.schema`, `expected a JSON Schema object, got ${describe(schema)}`, "Describe the arguments array, such as { type: 'array', items: [{ type: 'string' }], minItems: 1, maxItems: 1 }.")
+      throw new InvalidOptionError(`methods.${method}.schema`, `expected a JSON Schema object, got ${describeValue(schema)}`, "Describe the arguments array, such as { type: 'array', items: [{ type: 'string' }], minItems: 1, maxItems: 1 }.")
     }
     let validate: ValidateFunction
     try {
@@ -80,8 +81,3 @@ function describeFirstError (errors: ErrorObject[]): { path: string, message: st
   return { path: `arguments${error.instancePath}`, message: error.message ?? 'is invalid' }
 }
 
-function describe (value: unknown): string {
-  if (value === null) return 'null'
-  if (Array.isArray(value)) return 'an array'
-  return typeof value
-}

@@ -1,3 +1,4 @@
+import { describeKind } from '../describe-value.js'
 import { ProtocolError } from '../errors.js'
 import type { Headers } from './messages.js'
 
@@ -6,7 +7,7 @@ import type { Headers } from './messages.js'
 
 /** Checks a message type: an integer, 1 or more. Unknown types above 7 are the caller's to ignore. */
 export function requireMessageType (value: unknown): number {
-  if (typeof value !== 'number') throw new ProtocolError(`the message type must be a number, got ${describeValue(value)}`)
+  if (typeof value !== 'number') throw new ProtocolError(`the message type must be a number, got ${describeKind(value)}`)
   if (!Number.isInteger(value) || value < 1) throw new ProtocolError(`the message type must be a positive integer, got ${value}`)
   return value
 }
@@ -15,11 +16,11 @@ export function requireMessageType (value: unknown): number {
 export function readHeaders (value: unknown): Headers | undefined {
   if (value === undefined || value === null) return undefined
   if (typeof value !== 'object' || Array.isArray(value) || value instanceof Uint8Array || value instanceof Date) {
-    throw new ProtocolError(`'headers' must be a map of strings, got ${describeValue(value)}`)
+    throw new ProtocolError(`'headers' must be a map of strings, got ${describeKind(value)}`)
   }
   const entries = Object.entries(value)
   for (const [name, header] of entries) {
-    if (typeof header !== 'string') throw new ProtocolError(`header '${name.slice(0, 64)}' must be a string, got ${describeValue(header)}`)
+    if (typeof header !== 'string') throw new ProtocolError(`header '${name.slice(0, 64)}' must be a string, got ${describeKind(header)}`)
   }
   return entries.length === 0 ? undefined : value as Headers
 }
@@ -34,10 +35,3 @@ export function readStreamIds (value: unknown): string[] | undefined {
   return value.length === 0 ? undefined : value as string[]
 }
 
-/** Describes a value's type for an error message, without its content. */
-export function describeValue (value: unknown): string {
-  if (value === null) return 'null'
-  if (Array.isArray(value)) return 'an array'
-  if (value instanceof Uint8Array) return 'binary data'
-  return typeof value
-}

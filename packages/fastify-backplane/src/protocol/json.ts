@@ -1,7 +1,8 @@
 import { isUtf8 } from 'node:buffer'
 import secureJson from 'secure-json-parse'
 import { InvalidUtf8Error, ProtocolError } from '../errors.js'
-import { describeValue, readHeaders, readStreamIds, requireMessageType } from './fields.js'
+import { describeKind } from '../describe-value.js'
+import { readHeaders, readStreamIds, requireMessageType } from './fields.js'
 import { MessageType } from './messages.js'
 import type { HubMessage, HubMessageReader, HubProtocol } from './messages.js'
 import { RECORD_SEPARATOR_CHAR, RecordSeparatorSplitter } from './record-separator.js'
@@ -120,7 +121,7 @@ function parseClose (fields: Record<string, unknown>): HubMessage {
   if (error !== undefined) message.error = error
   const allowReconnect = fields.allowReconnect
   if (allowReconnect !== undefined && allowReconnect !== null) {
-    if (typeof allowReconnect !== 'boolean') throw new ProtocolError(`property 'allowReconnect' must be a boolean, got ${describeValue(allowReconnect)}`)
+    if (typeof allowReconnect !== 'boolean') throw new ProtocolError(`property 'allowReconnect' must be a boolean, got ${describeKind(allowReconnect)}`)
     message.allowReconnect = allowReconnect
   }
   return message
@@ -143,7 +144,7 @@ function requireString (fields: Record<string, unknown>, name: string): string {
 function optionalString (fields: Record<string, unknown>, name: string): string | undefined {
   const value = fields[name]
   if (value === undefined || value === null) return undefined
-  if (typeof value !== 'string') throw new ProtocolError(`property '${name}' must be a string, got ${describeValue(value)}`)
+  if (typeof value !== 'string') throw new ProtocolError(`property '${name}' must be a string, got ${describeKind(value)}`)
   return value
 }
 

@@ -1,6 +1,7 @@
 import { Decoder, Encoder } from '@msgpack/msgpack'
 import { MessageTooLargeError, ProtocolError } from '../errors.js'
-import { describeValue, readHeaders, readStreamIds, requireMessageType } from './fields.js'
+import { describeKind } from '../describe-value.js'
+import { readHeaders, readStreamIds, requireMessageType } from './fields.js'
 import { MessageType } from './messages.js'
 import type { HubMessage, HubMessageReader, HubProtocol } from './messages.js'
 import { checkMessagePackStructure } from './msgpack-scan.js'
@@ -145,7 +146,7 @@ function parseMessage (body: Buffer): HubMessage | undefined {
       const error = optionalString(fields[1], 'error')
       if (error !== undefined) message.error = error
       if (fields[2] !== undefined && fields[2] !== null) {
-        if (typeof fields[2] !== 'boolean') throw new ProtocolError(`'allowReconnect' must be a boolean, got ${describeValue(fields[2])}`)
+        if (typeof fields[2] !== 'boolean') throw new ProtocolError(`'allowReconnect' must be a boolean, got ${describeKind(fields[2])}`)
         message.allowReconnect = fields[2]
       }
       return message
@@ -179,7 +180,7 @@ function withHeaders<T extends HubMessage> (message: T, headers: unknown): T {
 }
 
 function describeResultKind (kind: unknown): string {
-  return typeof kind === 'number' ? String(kind) : describeValue(kind)
+  return typeof kind === 'number' ? String(kind) : describeKind(kind)
 }
 
 function requireLength (fields: unknown[], length: number, type: number): void {
@@ -187,7 +188,7 @@ function requireLength (fields: unknown[], length: number, type: number): void {
 }
 
 function requireString (value: unknown, name: string): string {
-  if (typeof value !== 'string') throw new ProtocolError(`'${name}' must be a string, got ${describeValue(value)}`)
+  if (typeof value !== 'string') throw new ProtocolError(`'${name}' must be a string, got ${describeKind(value)}`)
   return value
 }
 
@@ -197,7 +198,7 @@ function optionalString (value: unknown, name: string): string | undefined {
 }
 
 function requireArray (value: unknown, name: string): unknown[] {
-  if (!Array.isArray(value)) throw new ProtocolError(`'${name}' must be an array, got ${describeValue(value)}`)
+  if (!Array.isArray(value)) throw new ProtocolError(`'${name}' must be an array, got ${describeKind(value)}`)
   return value
 }
 
