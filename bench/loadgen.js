@@ -24,19 +24,25 @@ const counters = {
   unexpectedCloses: 0,
   lastArrival: 0,
   latencies: new Float64Array(1 << 16),
+  /** The index of the server whose client took each latency sample: 0 for server A, the sender. */
+  latencyServers: new Uint8Array(1 << 16),
   latencyCount: 0
 }
 
-function recordLatency (milliseconds) {
+function recordLatency (milliseconds, server) {
   if (counters.latencyCount === counters.latencies.length) {
     const larger = new Float64Array(counters.latencies.length * 2)
     larger.set(counters.latencies)
     counters.latencies = larger
+    const largerServers = new Uint8Array(larger.length)
+    largerServers.set(counters.latencyServers)
+    counters.latencyServers = largerServers
   }
+  counters.latencyServers[counters.latencyCount] = server
   counters.latencies[counters.latencyCount++] = milliseconds
 }
 
-function createPayloadHandler (role) {
+function createPayloadHandler (role, server) {
   if (role === 'outsider') {
     return () => { counters.misdelivered++ }
   }
@@ -48,7 +54,7 @@ function createPayloadHandler (role) {
         return
       }
       counters.received++
-      recordLatency((nowMicroseconds() - readSentMicroseconds(source, offset)) / 1000)
+      recordLatency((nowMicroseconds() - readSentMicroseconds(source, offset)) / 1000, server)
     }
   }
   return (source, offset) => {
@@ -91,7 +97,7 @@ async function connect ({ system, ports, members, outsiders = 0, samplers, group
     const batch = roles.slice(first, first + CONNECT_CONCURRENCY).map((role, offset) => connector({
       port: ports[(first + offset) % ports.length],
       group: role === 'outsider' ? undefined : group,
-      onPayload: createPayloadHandler(role),
+      onPayload: createPayloadHandler(role, (first + offset) % ports.length),
       onClose,
       timeoutMs
     }))
@@ -160,6 +166,9 @@ async function finishStep ({ expected, drainMs = 3000, quietMs = 1000 }) {
     unexpectedCloses: counters.unexpectedCloses,
     drainSeconds: (performance.now() - drainStarted) / 1000,
     latencyMs: summariseLatencies(counters.latencies.subarray(0, counters.latencyCount)),
+    latencyMsByServer: [0, 1].map((server) => summariseLatencies(
+      counters.latencies.subarray(0, counters.latencyCount).filter((_, index) => counters.latencyServers[index] === server)
+    )),
     generator: {
       cpuCores: (cpu.user + cpu.system) / 1e6 / seconds,
       eventLoopUtilization: eventLoop.utilization

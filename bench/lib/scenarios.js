@@ -92,6 +92,8 @@ export async function runStep (bench, { scenario, deliveriesPerSecond, fanout, d
     unexpectedCloses: finished.unexpectedCloses,
     deliveredPerSecond: Math.round(finished.received / (durationMs / 1000)),
     latencyMs: finished.latencyMs,
+    // Latency of the clients of server A (the sender), then of server B.
+    latencyMsByServer: finished.latencyMsByServer,
     cpuCores,
     serverCpuMicrosecondsPerDelivery: finished.received === 0
       ? null
@@ -144,7 +146,7 @@ export async function runFixedRateStep (bench, { repeats = 1, disturbedRetries, 
   }
   const byP99 = [...runs].sort((a, b) => a.latencyMs.p99 - b.latencyMs.p99)
   const median = byP99[Math.floor((byP99.length - 1) / 2)]
-  return { ...median, attempts, runs: runs.map((result) => ({ step: result.step, latencyMs: result.latencyMs, cpuCores: result.cpuCores })) }
+  return { ...median, attempts, runs: runs.map((result) => ({ step: result.step, latencyMs: result.latencyMs, latencyMsByServer: result.latencyMsByServer, cpuCores: result.cpuCores })) }
 }
 
 /** Rounds a rate to two significant digits, so that ladder rates read well. */
