@@ -271,6 +271,7 @@ export async function measureIdleMemory (bench, { connections, settleMs = 3000 }
     gcExposed: after.every((reading) => reading.gcExposed),
     rssKiBPerConnection: perConnectionKiB('rss'),
     heapUsedKiBPerConnection: perConnectionKiB('heapUsed'),
+    heapTotalKiBPerConnection: perConnectionKiB('heapTotal'),
     externalKiBPerConnection: perConnectionKiB('external'),
     rssMiBBefore: before.map((reading) => Math.round(reading.memory.rss / 2 ** 20)),
     rssMiBAfter: after.map((reading) => Math.round(reading.memory.rss / 2 ** 20))
