@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url'
 import { summariseProfile } from './profile-summary.js'
 import { SYSTEMS, startLoadGenerator, startRedis, startServers, stopAll } from './lib/processes.js'
 import { formatReport, ratioToFloor, SUBJECT } from './lib/report.js'
-import { DISTURBANCE_CORES, LATENCY_LIMIT_MS, measureIdleMemory, runFixedRateStep, runLadder, runStep } from './lib/scenarios.js'
+import { DISTURBANCE_CORES, disturbanceCores, LATENCY_LIMIT_MS, measureIdleMemory, runFixedRateStep, runLadder, runStep } from './lib/scenarios.js'
 
 /**
  * The regression check: a run fails when fastify-backplane's highest delivery rate at 1,000
@@ -136,9 +136,9 @@ function describeStep (system, step) {
   const cores = step.cpuCores
   return `[${system}] ${step.scenario} ×${step.fanout} ${step.deliveriesPerSecond.toLocaleString('en-US')}/s${step.retry ? ' (retry)' : ''}: ` +
     `${latency}, lost ${step.lost}, cpu gen ${cores.generator} (event loop ${step.generatorEventLoopUtilization}) ` +
-    `A ${cores.serverA} B ${cores.serverB} redis ${cores.redis} other processes ${cores.otherProcesses}, ` +
+    `A ${cores.serverA} B ${cores.serverB} redis ${cores.redis} other processes ${cores.otherProcesses} stolen ${cores.stolen}, ` +
     `server ${step.serverCpuMicrosecondsPerDelivery} µs/delivery ` +
-    `→ ${step.passed ? 'pass' : `FAIL (${step.failures.join('; ')})`}${step.disturbed ? ' [disturbed by other processes]' : ''}`
+    `→ ${step.passed ? 'pass' : `FAIL (${step.failures.join('; ')})`}${step.disturbed ? ' [disturbed by other processes or steal]' : ''}`
 }
 
 /** Connects clients, runs a warm-up step, runs `measure`, and disconnects the clients. */
@@ -322,7 +322,7 @@ function checkRegression (results) {
   }
   const bounding = results.systems[SUBJECT].ladders.find((ladder) => ladder.scenario === 'all' && ladder.fanout === 1000).atFirstFailure
   if (bounding?.disturbed === true) {
-    console.log(`\nRegression check: ${summary}: inconclusive, because other processes used ${bounding.cpuCores.otherProcesses} cores ` +
+    console.log(`\nRegression check: ${summary}: inconclusive, because other processes and steal took ${disturbanceCores(bounding.cpuCores)} cores ` +
       `during the failure that bounded ${SUBJECT}'s ladder. Rerun on a quieter machine.`)
     return 3
   }

@@ -96,13 +96,16 @@ export async function stopAll () {
 
 let clockTicksPerSecond
 
-/** Reads the CPU time, in seconds, that all processes of the machine used since boot. */
-export function machineBusySeconds () {
+/**
+ * Reads, in seconds since boot, the CPU time that all processes of the machine used (`busy`)
+ * and the time the hypervisor gave the machine's virtual CPUs to other guests (`stolen`).
+ */
+export function machineCpuSeconds () {
   clockTicksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }))
   // The first line of /proc/stat: user nice system idle iowait irq softirq steal ...
   const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number)
-  const busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6] + (fields[7] ?? 0)
-  return busy / clockTicksPerSecond
+  const busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6]
+  return { busy: busy / clockTicksPerSecond, stolen: (fields[7] ?? 0) / clockTicksPerSecond }
 }
 
 /** Reads a process's CPU time (user plus system) in seconds from /proc, or undefined. */

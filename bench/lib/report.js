@@ -79,10 +79,11 @@ export function formatReport (results) {
     })), (value) => typeof value === 'number' ? integer.format(value) : value))
 
   sections.push('### CPU at the failing rate that bounds each ladder\n\n' +
-    'CPU in cores over the step, for the load generator, server A, server B, redis-server and ' +
-    'processes outside the benchmark. A generator near 1 core means the step measured the ' +
-    'generator as much as the server; other processes above ' +
-    `${results.settings?.disturbanceCores ?? 0.2} cores mean the step was disturbed.\n\n` +
+    'CPU in cores over the step, for the load generator, server A, server B, redis-server, ' +
+    'processes outside the benchmark, and the time the hypervisor gave to other virtual machines ' +
+    '(steal). A generator near 1 core means the step measured the generator as much as the ' +
+    `server; other processes and steal above ${results.settings?.disturbanceCores ?? 0.2} cores ` +
+    'together mean the step was disturbed.\n\n' +
     table(results, keys.flatMap(([scenario, fanout]) => [
       {
         label: `${ladderLabel({ scenario, fanout })}: rate`,
@@ -91,10 +92,10 @@ export function formatReport (results) {
         ratios: false
       },
       {
-        label: `${ladderLabel({ scenario, fanout })}: generator / A / B / redis / other`,
+        label: `${ladderLabel({ scenario, fanout })}: generator / A / B / redis / other / steal`,
         value: (system) => {
           const cores = findLadder(system, scenario, fanout)?.atFirstFailure?.cpuCores
-          return cores === undefined ? undefined : `${cores.generator} / ${cores.serverA} / ${cores.serverB} / ${cores.redis} / ${cores.otherProcesses}`
+          return cores === undefined ? undefined : `${cores.generator} / ${cores.serverA} / ${cores.serverB} / ${cores.redis} / ${cores.otherProcesses} / ${cores.stolen ?? 'n/a'}`
         },
         rowFormat: (value) => value,
         ratios: false
@@ -121,6 +122,7 @@ export function formatReport (results) {
         { label: 'deliveries lost', value: (system) => system.fixedRate?.lost, rowFormat: (value) => integer.format(value), ratios: false },
         { label: 'generator CPU (cores)', value: (system) => system.fixedRate?.cpuCores?.generator, ratios: false },
         { label: 'other processes\' CPU (cores)', value: (system) => system.fixedRate?.cpuCores?.otherProcesses, ratios: false },
+        { label: 'CPU stolen by the hypervisor (cores)', value: (system) => system.fixedRate?.cpuCores?.stolen, ratios: false },
         { label: 'server A + B CPU (cores)', value: (system) => system.fixedRate === undefined ? undefined : system.fixedRate.cpuCores.serverA + system.fixedRate.cpuCores.serverB },
         { label: 'server CPU per delivery (µs)', value: (system) => system.fixedRate?.serverCpuMicrosecondsPerDelivery }
       ], (value) => decimal.format(value)))

@@ -2,7 +2,7 @@
 // connection. `bench` is { system, servers: [A, B], loadGenerator, redis, nextStep, quietWaitMs,
 // retryDeadline }: no step is retried after `retryDeadline` (a performance.now() time).
 import { MAXIMUM_STEP } from './payload.js'
-import { machineBusySeconds, processCpuSeconds } from './processes.js'
+import { machineCpuSeconds, processCpuSeconds } from './processes.js'
 import { delay } from './rpc.js'
 
 /** A step passes only if its p99 end-to-end latency is at most this, in ms. */
@@ -12,12 +12,17 @@ const PUBLISHER_LAG_LIMIT = 0.1
 /** Generator CPU, in cores, from which a step's result may reflect the generator, not the server. */
 export const GENERATOR_SATURATION_CORES = 0.9
 /**
- * CPU, in cores, that processes outside the benchmark may use during a step before a failure of
- * that step counts as disturbed and is retried. Other sessions' tests share this machine.
+ * CPU, in cores, that processes outside the benchmark may use, or the hypervisor may take away,
+ * during a step before a failure of that step counts as disturbed and is retried.
  */
 export const DISTURBANCE_CORES = 0.2
-/** CPU, in cores, that other processes may use over one second for the machine to count as quiet. */
+/** CPU, in cores, that may be used or taken that way over one second for the machine to count as quiet. */
 const QUIET_CORES = 0.1
+
+/** Returns the cores that a step lost to processes outside the benchmark and to the hypervisor. */
+export function disturbanceCores (cpuCores) {
+  return Math.round((cpuCores.otherProcesses + (cpuCores.stolen ?? 0)) * 100) / 100
+}
 
 const DRAIN_MS = 3000
 const DRAIN_QUIET_MS = 1000
@@ -25,7 +30,7 @@ const DRAIN_QUIET_MS = 1000
 async function sampleCpu (bench) {
   const [a, b] = await Promise.all(bench.servers.map((server) => server.request('sample')))
   const generator = await bench.loadGenerator.request('sample')
-  return { time: performance.now(), a: a.cpu, b: b.cpu, generator: generator.cpu, redis: processCpuSeconds(bench.redis.pid), machine: machineBusySeconds() }
+  return { time: performance.now(), a: a.cpu, b: b.cpu, generator: generator.cpu, redis: processCpuSeconds(bench.redis.pid), machine: machineCpuSeconds() }
 }
 
 function coresBetween (before, after) {
@@ -37,9 +42,11 @@ function coresBetween (before, after) {
     generator: cores(before.generator, after.generator),
     redis: before.redis === undefined || after.redis === undefined ? 0 : Math.round(((after.redis - before.redis) / seconds) * 100) / 100
   }
-  // CPU that other processes on the machine used meanwhile: other sessions' tests, for example.
-  const machine = (after.machine - before.machine) / seconds
-  result.otherProcesses = Math.max(0, Math.round((machine - result.serverA - result.serverB - result.generator - result.redis) * 100) / 100)
+  // CPU that other processes on the machine used meanwhile, and CPU time that the hypervisor
+  // gave to other virtual machines on the same host (steal), during which nothing here ran.
+  const busy = (after.machine.busy - before.machine.busy) / seconds
+  result.otherProcesses = Math.max(0, Math.round((busy - result.serverA - result.serverB - result.generator - result.redis) * 100) / 100)
+  result.stolen = Math.round(((after.machine.stolen - before.machine.stolen) / seconds) * 100) / 100
   return result
 }
 
@@ -100,7 +107,7 @@ export async function runStep (bench, { scenario, deliveriesPerSecond, fanout, d
       : Math.round((serverCpuMicroseconds(before, after) / finished.received) * 100) / 100,
     generatorEventLoopUtilization: Math.round(finished.generator.eventLoopUtilization * 100) / 100,
     generatorSaturated: cpuCores.generator >= GENERATOR_SATURATION_CORES,
-    disturbed: cpuCores.otherProcesses > DISTURBANCE_CORES,
+    disturbed: disturbanceCores(cpuCores) > DISTURBANCE_CORES,
     passed: failures.length === 0,
     failures
   }
@@ -116,7 +123,7 @@ export async function waitForQuietMachine (bench) {
     const before = await sampleCpu(bench)
     await delay(1000)
     const after = await sampleCpu(bench)
-    if (coresBetween(before, after).otherProcesses <= QUIET_CORES) return true
+    if (disturbanceCores(coresBetween(before, after)) <= QUIET_CORES) return true
   }
   return false
 }
@@ -142,7 +149,7 @@ export async function runFixedRateStep (bench, { repeats = 1, disturbedRetries, 
       if (!result.disturbed) break
     }
     attempts += tries.length
-    runs.push(tries.reduce((least, result) => result.cpuCores.otherProcesses < least.cpuCores.otherProcesses ? result : least))
+    runs.push(tries.reduce((least, result) => disturbanceCores(result.cpuCores) < disturbanceCores(least.cpuCores) ? result : least))
   }
   const byP99 = [...runs].sort((a, b) => a.latencyMs.p99 - b.latencyMs.p99)
   const median = byP99[Math.floor((byP99.length - 1) / 2)]
