@@ -7,7 +7,7 @@ export type RedisClusterTransportOptions = RedisPubSubOptions<Cluster>
 /**
  * Redis 7 sharded pub/sub on a Redis Cluster: SPUBLISH and SSUBSCRIBE route each channel to
  * the shard that owns its slot, so adding shards adds pub/sub throughput, unlike classic
- * PUBLISH, which the cluster bus copies to every node. The subscriber client holds one
+ * PUBLISH, which the cluster bus copies to every node. The subscriber client opens one
  * connection per shard. ioredis follows slot moves and resubscribes at the new owner, and
  * rebuilds the slot map after `reconnect()`. Messages published during a move may be lost, as
  * with any Redis pub/sub.

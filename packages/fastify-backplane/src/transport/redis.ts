@@ -8,6 +8,7 @@ import type { RedisPubSubOptions } from './redis-pubsub.js'
 const RESUBSCRIBE_BATCH = 500
 
 export interface RedisTransportOptions extends RedisPubSubOptions<Redis> {
+  /** The app's logger, for the subscriber's losses and recoveries. */
   log: FastifyBaseLogger
 }
 
