@@ -123,7 +123,11 @@ test('board syncs between pages on two instances', { skip, timeout: 120_000 }, a
     const noteOn1 = noteItem(pageOn1, 'Book the venue for the launch party')
     await noteOn1.waitFor({ timeout: SYNC_TIMEOUT_MS })
     assert.match(await noteOn1.locator('.note-meta').textContent() ?? '', /^Added .+ on web\.2$/)
+    await noteItem(pageOn2, 'Book the venue for the launch party').waitFor({ timeout: SYNC_TIMEOUT_MS })
     assert.equal(await pageOn2.locator('#notes li').count(), 1, 'page 2 shows its own note once')
+    // Page 2 clears the text area when its AddNote completes, which can be after the broadcast
+    // reached page 1, so wait for it.
+    await pageOn2.waitForFunction("document.getElementById('note-text').value === ''", undefined, { timeout: SYNC_TIMEOUT_MS })
     assert.equal(await pageOn2.getByLabel('Note text').inputValue(), '', 'page 2 clears the text area')
 
     // A rejected note shows the server's message and leaves the connection usable.
@@ -151,7 +155,9 @@ test('board syncs between pages on two instances', { skip, timeout: 120_000 }, a
 
   await t.test('move', async () => {
     await noteItem(pageOn2, 'Book the venue').getByRole('button', { name: 'Move up' }).click()
-    await pageOn1.locator('#notes li .note-text').first().filter({ hasText: 'Book the venue' }).waitFor({ timeout: SYNC_TIMEOUT_MS })
+    for (const page of [pageOn1, pageOn2]) {
+      await page.locator('#notes li .note-text').first().filter({ hasText: 'Book the venue' }).waitFor({ timeout: SYNC_TIMEOUT_MS })
+    }
     assert.deepEqual(await noteTexts(pageOn1), ['Book the venue for 80 people', 'Order the cake'])
     assert.deepEqual(await noteTexts(pageOn2), ['Book the venue for 80 people', 'Order the cake'])
     assert.ok(await noteItem(pageOn2, 'Book the venue').getByRole('button', { name: 'Move up' }).isDisabled(), 'the top note cannot move up')
@@ -163,7 +169,9 @@ test('board syncs between pages on two instances', { skip, timeout: 120_000 }, a
     // Page 1 is editing the note that page 2 deletes.
     await noteItem(pageOn1, 'Order the cake').getByRole('button', { name: 'Edit' }).click()
     await noteItem(pageOn2, 'Order the cake').getByRole('button', { name: 'Delete' }).click()
-    await noteItem(pageOn1, 'Order the cake').waitFor({ state: 'detached', timeout: SYNC_TIMEOUT_MS })
+    for (const page of [pageOn1, pageOn2]) {
+      await noteItem(page, 'Order the cake').waitFor({ state: 'detached', timeout: SYNC_TIMEOUT_MS })
+    }
     await pageOn1.getByRole('alert').filter({ hasText: 'The note you were editing was deleted by someone else.' }).waitFor({ timeout: 1000 })
     assert.deepEqual(await noteTexts(pageOn1), ['Send the invitations', 'Book the venue for 80 people'])
     assert.deepEqual(await noteTexts(pageOn2), ['Send the invitations', 'Book the venue for 80 people'])
