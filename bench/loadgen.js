@@ -94,13 +94,16 @@ async function connect ({ system, ports, members, outsiders = 0, samplers, group
   const started = performance.now()
   const onClose = () => { counters.unexpectedCloses++ }
   for (let first = 0; first < roles.length; first += CONNECT_CONCURRENCY) {
-    const batch = roles.slice(first, first + CONNECT_CONCURRENCY).map((role, offset) => connector({
-      port: ports[(first + offset) % ports.length],
-      group: role === 'outsider' ? undefined : group,
-      onPayload: createPayloadHandler(role, (first + offset) % ports.length),
-      onClose,
-      timeoutMs
-    }))
+    const batch = roles.slice(first, first + CONNECT_CONCURRENCY).map((role, offset) => {
+      const server = (first + offset) % ports.length
+      return connector({
+        port: ports[server],
+        group: role === 'outsider' ? undefined : group,
+        onPayload: createPayloadHandler(role, server),
+        onClose,
+        timeoutMs
+      })
+    })
     clients.push(...await Promise.all(batch))
   }
 
