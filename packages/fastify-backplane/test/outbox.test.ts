@@ -152,7 +152,7 @@ test('early flush of one connection', async () => {
 })
 
 test('pacing after a slow pass', async () => {
-  const slow = new SlowConnection('slow', 30)
+  const slow = new SlowConnection('slow', 50)
   const outbox = new Outbox(new Map([['slow', slow]]), 1000)
   const sendOne = (connection: SlowConnection, frame: Buffer): void => outbox.send(connection, frame)
 
@@ -160,10 +160,12 @@ test('pacing after a slow pass', async () => {
   await nextTurn()
   assert.deepEqual(slow.text, ['1'])
 
-  // The first pass took at least 30 ms, so the second waits about as long.
+  // The first pass took at least 50 ms, so the second waits at least three times as long.
   outbox.broadcast(json('2'), new Set(), sendOne)
   await nextTurn()
   assert.deepEqual(slow.text, ['1'], 'the second pass waits after a slow first one')
+  await new Promise((resolve) => setTimeout(resolve, 75))
+  assert.deepEqual(slow.text, ['1'], 'the wait is longer than the pass took')
   outbox.broadcast(json('3'), new Set(), sendOne)
   await waitUntil(() => slow.writes.length === 2)
   assert.deepEqual(slow.text, ['1', '23'], 'what arrived meanwhile goes out in one write')
