@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url'
 import { summariseProfile } from './profile-summary.js'
 import { SYSTEMS, startLoadGenerator, startRedis, startServers, stopAll } from './lib/processes.js'
 import { formatReport, ratioToFloor, SUBJECT } from './lib/report.js'
-import { DISTURBANCE_CORES, disturbanceCores, LATENCY_LIMIT_MS, measureIdleMemory, runFixedRateStep, runLadder, runStep } from './lib/scenarios.js'
+import { DISTURBANCE_CORES, disturbanceCores, GENERATOR_SATURATION_CORES, LATENCY_LIMIT_MS, measureIdleMemory, runFixedRateStep, runLadder, runStep } from './lib/scenarios.js'
 
 /**
  * The regression check: a run fails when fastify-backplane's highest delivery rate at 1,000
@@ -304,9 +304,10 @@ function formatProfiles (profiles) {
 }
 
 /**
- * Returns the exit code. It is 1 below the threshold, and 3 below it when other processes
- * disturbed the failure that bounded fastify-backplane's ladder, because then the run proves
- * nothing. It is 2 when a system failed to run, and 0 otherwise.
+ * Returns the exit code. It is 1 below the threshold, and 3 below it when the failure that
+ * bounded fastify-backplane's ladder measured something other than its servers: other processes
+ * and steal disturbed it, or the load generator was saturated. Then the run proves nothing. It is
+ * 2 when a system failed to run, and 0 otherwise.
  */
 function checkRegression (results) {
   const failedSystems = Object.keys(results.errors).length > 0 ? 2 : 0
@@ -324,6 +325,12 @@ function checkRegression (results) {
   if (bounding?.disturbed === true) {
     console.log(`\nRegression check: ${summary}: inconclusive, because other processes and steal took ${disturbanceCores(bounding.cpuCores)} cores ` +
       `during the failure that bounded ${SUBJECT}'s ladder. Rerun on a quieter machine.`)
+    return 3
+  }
+  if (bounding?.generatorSaturated === true) {
+    console.log(`\nRegression check: ${summary}: inconclusive, because the load generator used ${bounding.cpuCores.generator} cores ` +
+      `(saturated from ${GENERATOR_SATURATION_CORES}) during the failure that bounded ${SUBJECT}'s ladder, so the ladder measured the generator. ` +
+      'Compare server CPU per delivery with the previous commit, or rerun on a machine with faster cores.')
     return 3
   }
   console.log(`\nRegression check: ${summary}: FAIL`)
