@@ -133,6 +133,102 @@ test('one shared buffer per protocol', async () => {
   assert.deepEqual(b.text, ['m'], 'a protocol without a frame receives nothing of that broadcast')
 })
 
+test('group members share one buffer', async () => {
+  const a = new RecordingConnection('a')
+  const b = new RecordingConnection('b')
+  const c = new RecordingConnection('c')
+  const { outbox, sendOne } = setUp(a, b, c)
+
+  outbox.multicast(json('1'), [a, b], sendOne)
+  outbox.multicast(json('2'), [a, b], sendOne)
+  assert.equal(outbox.queuedBytes(a), 2)
+  assert.equal(outbox.queuedBytes(c), 0)
+  await nextTurn()
+
+  assert.deepEqual(a.text, ['12'])
+  assert.deepEqual(b.text, ['12'])
+  assert.equal(a.writes[0], b.writes[0], 'both members are given one buffer')
+  assert.deepEqual(c.text, [], 'a connection outside the group receives nothing')
+})
+
+test('group and all broadcasts in order', async () => {
+  const a = new RecordingConnection('a')
+  const b = new RecordingConnection('b')
+  const c = new RecordingConnection('c')
+  const { outbox, sendOne } = setUp(a, b, c)
+
+  outbox.broadcast(json('1'), new Set(), sendOne)
+  outbox.multicast(json('2'), [a, b], sendOne)
+  outbox.broadcast(json('3'), new Set(), sendOne)
+  outbox.multicast(json('4'), [a], sendOne)
+  outbox.multicast(json('5'), [b, c], sendOne)
+  await nextTurn()
+
+  assert.deepEqual(a.text, ['1234'])
+  assert.deepEqual(b.text, ['1235'])
+  assert.deepEqual(c.text, ['135'])
+})
+
+test('group members sent different frames', async () => {
+  const a = new RecordingConnection('a')
+  const b = new RecordingConnection('b')
+  const c = new RecordingConnection('c')
+  const { outbox, sendOne } = setUp(a, b, c)
+
+  outbox.multicast(json('1'), [a, b, c], sendOne)
+  outbox.send(a, Buffer.from('x'))
+  outbox.broadcast(json('2'), new Set([b]), sendOne)
+  outbox.multicast(json('3'), [a, b, c], sendOne)
+  await nextTurn()
+
+  assert.deepEqual(a.text, ['1x23'], 'a frame of its own keeps its place')
+  assert.deepEqual(b.text, ['13'], 'a member left out of a broadcast to all keeps the group frames')
+  assert.deepEqual(c.text, ['123'])
+})
+
+test('group frames per protocol', async () => {
+  const a = new RecordingConnection('a', jsonHubProtocol)
+  const b = new RecordingConnection('b', messagePackHubProtocol)
+  const { outbox, sendOne } = setUp(a, b)
+
+  outbox.multicast(new Map([[jsonHubProtocol, Buffer.from('j')], [messagePackHubProtocol, Buffer.from('m')]]), [a, b], sendOne)
+  outbox.multicast(json('k'), [a, b], sendOne)
+  await nextTurn()
+
+  assert.deepEqual(a.text, ['jk'])
+  assert.deepEqual(b.text, ['m'], 'a protocol without a frame receives nothing of that broadcast')
+})
+
+test('early flush of a group member', async () => {
+  const a = new RecordingConnection('a')
+  const b = new RecordingConnection('b')
+  const { outbox, sendOne } = setUp(a, b)
+
+  outbox.multicast(json('1'), [a, b], sendOne)
+  outbox.send(a, Buffer.from('close'))
+  outbox.flushConnection(a)
+  assert.deepEqual(a.text, ['1close'])
+  await nextTurn()
+
+  assert.deepEqual(a.text, ['1close'], 'the pass does not repeat what the flush wrote')
+  assert.deepEqual(b.text, ['1'])
+})
+
+test('group member closed in the pass', async () => {
+  const a = new RecordingConnection('a')
+  const slow = new RecordingConnection('slow')
+  const { outbox, sendOne } = setUp(a, slow)
+  // Like a client over its send buffer cap, it is sent a Close instead of the broadcasts.
+  slow.writeBroadcasts = () => { outbox.send(slow, Buffer.from('close')) }
+
+  outbox.multicast(json('1'), [a, slow], sendOne)
+  outbox.broadcast(json('2'), new Set(), sendOne)
+  await nextTurn()
+
+  assert.deepEqual(a.text, ['12'])
+  assert.deepEqual(slow.text, ['close'], 'the Close does not carry the broadcasts it replaced')
+})
+
 test('early flush of one connection', async () => {
   const a = new RecordingConnection('a')
   const b = new RecordingConnection('b')

@@ -101,7 +101,8 @@ export class Hub implements LocalHub {
 
   /**
    * Writes a broadcast to its local recipients, framed for the WebSocket once per protocol. A
-   * broadcast to all goes to the outbox once, not to each connection.
+   * broadcast to all goes to the outbox once, not to each connection, and recipients of other
+   * broadcasts share their queues in the outbox.
    */
   deliver (target: Target, frames: ReadonlyMap<string, Buffer>, except: ReadonlySet<string>): void {
     if (this.#connections.size === 0) return
@@ -121,11 +122,11 @@ export class Hub implements LocalHub {
       this.outbox.broadcast(webSocketFrames, left, sendWebSocketFrame)
       return
     }
+    const recipients: HubConnection[] = []
     for (const connection of this.#recipients(target)) {
-      if (except.has(connection.id)) continue
-      const frame = webSocketFrames.get(connection.protocol!)
-      if (frame !== undefined) connection.sendWebSocketFrame(frame)
+      if (!except.has(connection.id)) recipients.push(connection)
     }
+    this.outbox.multicast(webSocketFrames, recipients, sendWebSocketFrame)
   }
 
   /**

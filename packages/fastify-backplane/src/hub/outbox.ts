@@ -11,10 +11,10 @@ export interface OutboxConnection {
 
 /**
  * How long the outbox waits after a pass, as a multiple of the time the pass took. With 3, a busy
- * event loop spends at most about a quarter of its time writing. In `pnpm bench` on a 2-core AMD
- * EPYC virtual machine, at 1,000 clients and 100,000 deliveries/s, this cut server CPU per
- * delivery by about a fifth against a wait as long as the pass, for 1.3 to 2 ms more median
- * latency.
+ * event loop spends at most about a quarter of its time writing. `pnpm bench` measured it on a
+ * 2-core AMD EPYC virtual machine at 1,000 clients and 100,000 deliveries/s. Against a wait as
+ * long as the pass, server CPU per delivery fell by about a fifth, and median latency rose by
+ * 1.3 to 2 ms.
  */
 const PASS_WAIT_FACTOR = 3
 
@@ -30,6 +30,16 @@ interface Queue extends FrameList {
 }
 
 /**
+ * The frames queued for the connections of one protocol that were sent exactly the same frames
+ * since the last pass, such as the members of a group.
+ */
+interface SharedQueue extends FrameList {
+  readonly protocol: HubProtocol
+  /** How many connections this queue is for. */
+  members: number
+}
+
+/**
  * Writes what a hub's connections are sent, one write per socket per pass over the sockets.
  *
  * Writing is most of a busy hub's work: one system call per socket, whatever it carries. So
@@ -41,10 +51,12 @@ interface Queue extends FrameList {
  *
  * A broadcast to every connection is not copied into each connection's queue. The outbox keeps
  * one list of such frames per protocol, and in the next pass each connection that was sent
- * nothing else gets the same concatenated bytes. A connection that is sent anything else, or
- * that is left out of a broadcast, gets its own queue. That queue starts with the broadcasts
- * queued so far. From then on, until the pass, every frame the connection is sent, broadcasts
- * included, goes into it in order.
+ * nothing else gets the same concatenated bytes. A broadcast to some connections, such as a
+ * group, moves its recipients to shared queues: those that had been sent the same frames
+ * before it share one queue afterwards, so the pass joins their frames once. A connection that
+ * is sent a frame of its own, or that is left out of a broadcast to all, gets its own queue.
+ * That queue starts with what the connection was sent so far. From then on, until the pass,
+ * every frame the connection is sent, broadcasts included, goes into it in order.
  */
 export class Outbox<TConnection extends OutboxConnection> {
   /** Every connection past the handshake: the recipients of a broadcast to all. */
@@ -53,6 +65,10 @@ export class Outbox<TConnection extends OutboxConnection> {
   readonly #broadcasts = new Map<HubProtocol, FrameList>()
   /** The connections that have their own queue until the next pass. */
   readonly #queues = new Map<TConnection, Queue>()
+  /** The connections that share a queue until the next pass. */
+  #shared = new Map<TConnection, SharedQueue>()
+  /** Every shared queue with at least one member, to which a broadcast to all appends. */
+  #sharedQueues = new Set<SharedQueue>()
   readonly #maximumWriteDelay: number
   #scheduled = false
   /** When the next pass may start, as a `performance.now()` time. */
@@ -82,6 +98,13 @@ export class Outbox<TConnection extends OutboxConnection> {
       const frame = frames.get(connection.protocol)
       if (frame !== undefined) sendOne(connection, frame)
     }
+    // Every member of a shared queue receives this broadcast, because `except` left theirs above.
+    for (const queue of this.#sharedQueues) {
+      const frame = frames.get(queue.protocol)
+      if (frame === undefined) continue
+      queue.frames.push(frame)
+      queue.bytes += frame.length
+    }
     for (const [protocol, frame] of frames) {
       let list = this.#broadcasts.get(protocol)
       if (list === undefined) {
@@ -90,6 +113,41 @@ export class Outbox<TConnection extends OutboxConnection> {
       }
       list.frames.push(frame)
       list.bytes += frame.length
+    }
+    this.#schedule()
+  }
+
+  /**
+   * Queues a broadcast to `recipients`, with one frame per protocol. A recipient that has its own
+   * queue gets the frame through `sendOne`. The others move to a shared queue: all recipients
+   * that shared a queue before, or that had been sent only broadcasts to all, share one
+   * afterwards. A protocol without a frame in `frames` receives nothing.
+   */
+  multicast (frames: ReadonlyMap<HubProtocol, Buffer>, recipients: Iterable<TConnection>, sendOne: (connection: TConnection, frame: Buffer) => void): void {
+    // The queue that recipients move to, keyed by the shared queue they leave, or by their
+    // protocol for those that had none.
+    const destinations = new Map<SharedQueue | HubProtocol, SharedQueue>()
+    for (const connection of recipients) {
+      const protocol = connection.protocol
+      const frame = protocol === undefined ? undefined : frames.get(protocol)
+      if (protocol === undefined || frame === undefined) continue
+      if (this.#queues.has(connection)) {
+        sendOne(connection, frame)
+        continue
+      }
+
+      const current = this.#shared.get(connection)
+      const key = current ?? protocol
+      let destination = destinations.get(key)
+      if (destination === undefined) {
+        const before = current ?? this.#broadcasts.get(protocol)
+        destination = { protocol, frames: [...before?.frames ?? [], frame], bytes: (before?.bytes ?? 0) + frame.length, members: 0 }
+        destinations.set(key, destination)
+        this.#sharedQueues.add(destination)
+      }
+      if (current !== undefined) this.#leave(current)
+      destination.members++
+      this.#shared.set(connection, destination)
     }
     this.#schedule()
   }
@@ -105,7 +163,7 @@ export class Outbox<TConnection extends OutboxConnection> {
 
   /** Bytes queued for a connection and not yet written. */
   queuedBytes (connection: TConnection): number {
-    const queue = this.#queues.get(connection)
+    const queue = this.#queues.get(connection) ?? this.#shared.get(connection)
     if (queue !== undefined) return queue.bytes
     return connection.protocol === undefined ? 0 : this.#broadcasts.get(connection.protocol)?.bytes ?? 0
   }
@@ -122,13 +180,24 @@ export class Outbox<TConnection extends OutboxConnection> {
     connection.write(bytes, settleAll(callbacks))
   }
 
-  /** Gives a connection its own queue, which starts with the broadcasts queued so far. */
+  /** Gives a connection its own queue, which starts with the frames it was sent so far. */
   #separate (connection: TConnection): Queue {
-    const broadcasts = connection.protocol === undefined ? undefined : this.#broadcasts.get(connection.protocol)
-    const queue: Queue = { frames: [...broadcasts?.frames ?? []], bytes: broadcasts?.bytes ?? 0, callbacks: [] }
+    const shared = this.#shared.get(connection)
+    const before = shared ?? (connection.protocol === undefined ? undefined : this.#broadcasts.get(connection.protocol))
+    const queue: Queue = { frames: [...before?.frames ?? []], bytes: before?.bytes ?? 0, callbacks: [] }
+    if (shared !== undefined) {
+      this.#shared.delete(connection)
+      this.#leave(shared)
+    }
     this.#queues.set(connection, queue)
     this.#schedule()
     return queue
+  }
+
+  /** Counts one member less for a shared queue, and removes the queue once it has none. */
+  #leave (queue: SharedQueue): void {
+    queue.members--
+    if (queue.members === 0) this.#sharedQueues.delete(queue)
   }
 
   #schedule (): void {
@@ -143,15 +212,29 @@ export class Outbox<TConnection extends OutboxConnection> {
   #flush (): void {
     this.#scheduled = false
     const started = performance.now()
+    // The shared queues are taken out before any write, like the broadcasts below. A connection
+    // closed while they are written then queues its Close alone, without repeating them.
+    const shared = this.#shared
+    this.#shared = new Map()
+    this.#sharedQueues = new Set()
     if (this.#broadcasts.size > 0) {
-      const shared = new Map<HubProtocol, Buffer>()
-      for (const [protocol, list] of this.#broadcasts) shared.set(protocol, joinFrames(list))
+      const joined = new Map<HubProtocol, Buffer>()
+      for (const [protocol, list] of this.#broadcasts) joined.set(protocol, joinFrames(list))
       this.#broadcasts.clear()
       for (const connection of this.#connections.values()) {
-        if (this.#queues.has(connection)) continue
-        const bytes = connection.protocol === undefined ? undefined : shared.get(connection.protocol)
+        if (this.#queues.has(connection) || shared.has(connection)) continue
+        const bytes = connection.protocol === undefined ? undefined : joined.get(connection.protocol)
         if (bytes !== undefined) connection.writeBroadcasts(bytes)
       }
+    }
+    const joinedShared = new Map<SharedQueue, Buffer>()
+    for (const [connection, queue] of shared) {
+      let bytes = joinedShared.get(queue)
+      if (bytes === undefined) {
+        bytes = joinFrames(queue)
+        joinedShared.set(queue, bytes)
+      }
+      connection.writeBroadcasts(bytes)
     }
     // A connection closed while writing above queues its Close here, and is written below.
     for (const connection of this.#queues.keys()) this.flushConnection(connection)
