@@ -52,7 +52,7 @@ interface SharedQueue extends FrameList {
  * A broadcast to every connection is not copied into each connection's queue. The outbox keeps
  * one list of such frames per protocol, and in the next pass each connection that was sent
  * nothing else gets the same concatenated bytes. A broadcast to some connections, such as a
- * group, moves its recipients to shared queues: those that had been sent the same frames
+ * group, moves its recipients to shared queues. Recipients that had been sent the same frames
  * before it share one queue afterwards, so the pass joins their frames once. A connection that
  * is sent a frame of its own, or that is left out of a broadcast to all, gets its own queue.
  * That queue starts with what the connection was sent so far. From then on, until the pass,
@@ -119,9 +119,9 @@ export class Outbox<TConnection extends OutboxConnection> {
 
   /**
    * Queues a broadcast to `recipients`, with one frame per protocol. A recipient that has its own
-   * queue gets the frame through `sendOne`. The others move to a shared queue: all recipients
-   * that shared a queue before, or that had been sent only broadcasts to all, share one
-   * afterwards. A protocol without a frame in `frames` receives nothing.
+   * queue gets the frame through `sendOne`. The others move to shared queues, so that the
+   * recipients that shared a queue before, or that had been sent only broadcasts to all, share
+   * one afterwards. A protocol without a frame in `frames` receives nothing.
    */
   multicast (frames: ReadonlyMap<HubProtocol, Buffer>, recipients: Iterable<TConnection>, sendOne: (connection: TConnection, frame: Buffer) => void): void {
     // The queue that recipients move to, keyed by the shared queue they leave, or by their
