@@ -110,7 +110,7 @@ export function renderChart (results) {
       `<text x="${legendX + 30}" y="${legendY + 4}">${escapeXml(system)}</text>`
   })
   const note = `<text x="24" y="${rows * PANEL.height + 44}" fill="#555">Filled marker: step passed (p99 ≤ ${latencyLimitMs} ms, nothing lost). Hollow: step failed.</text>\n` +
-    `<text x="24" y="${rows * PANEL.height + 62}" fill="#555">${escapeXml(results.machine?.nproc ?? '?')} × ${escapeXml(results.machine?.cpuModel ?? '?')}, ` +
+    `<text x="24" y="${rows * PANEL.height + 62}" fill="#555">${escapeXml(results.machine?.nproc ?? '?')} × ${escapeXml(results.machine?.cpuModel ?? '?')}${results.machine?.cpu?.mhz ? ` at ${(results.machine.cpu.mhz / 1000).toFixed(1)} GHz` : ''}, ` +
     `Node ${escapeXml(results.machine?.node ?? '?')}, run started ${escapeXml(results.startedAt ?? '?')}</text>`
 
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">

@@ -96,11 +96,16 @@ function log (message) {
 }
 
 function describeMachine (redisVersion) {
-  const cpuModel = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown'
+  const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8')
+  const field = (name) => new RegExp(`^${name}\\s*:\\s*(.+)$`, 'm').exec(cpuinfo)?.[1]
+  // Virtual machines often report a bare "AMD EPYC"; family, model and clock tell them apart.
+  const cpuModel = field('model name') ?? 'unknown'
+  const cpu = { family: field('cpu family'), model: field('model'), mhz: Number(field('cpu MHz')) || undefined }
   const fileLimit = (flag) => Number(execFileSync('/bin/sh', ['-c', `ulimit ${flag}`], { encoding: 'utf8' }).trim())
   return {
     nproc: availableParallelism(),
     cpuModel,
+    cpu,
     memoryGiB: Math.round(totalmem() / 2 ** 30),
     node: process.version,
     redis: redisVersion,
@@ -257,7 +262,7 @@ async function main () {
     systems: {},
     errors: {}
   }
-  log(`bench ${options.mode}: ${results.machine.nproc} × ${results.machine.cpuModel}, Node ${results.machine.node}, redis ${redis.version} on port ${redis.port}, load ${loadavg()[0].toFixed(2)}`)
+  log(`bench ${options.mode}: ${results.machine.nproc} × ${results.machine.cpuModel} (family ${results.machine.cpu.family}, model ${results.machine.cpu.model}, ${results.machine.cpu.mhz} MHz), Node ${results.machine.node}, redis ${redis.version} on port ${redis.port}, load ${loadavg()[0].toFixed(2)}`)
 
   try {
     for (const system of options.systems) {
