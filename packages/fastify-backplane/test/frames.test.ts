@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import type { TestContext } from 'node:test'
 import type { FastifyInstance } from 'fastify'
+import type { HubConnectionContext } from '../src/index.js'
 import { JSON_HANDSHAKE, RawHubClient, RS } from './helpers/raw-hub.js'
 import { baseUrl } from './helpers/signalr.js'
 import { startInstance } from './helpers/instances.js'
@@ -127,6 +128,33 @@ test('JSON replies use text frames', async (t) => {
     '{"type":6}'
   ])
   assert.equal(client.binaryFrames, 0)
+})
+
+test('records of one pass share one message', async (t) => {
+  const app = await startInstance(t, {
+    hub: {
+      methods: {
+        Burst (context: HubConnectionContext) {
+          for (const step of [1, 2, 3]) void context.clients.caller.send('step', step)
+          return 'done'
+        }
+      }
+    }
+  })
+  const client = await connect(t, app)
+  client.send(JSON_HANDSHAKE)
+  assert.equal(await client.nextRecord(), '{}')
+  const before = client.messagesReceived
+
+  client.sendMessages({ type: 1, invocationId: '1', target: 'Burst', arguments: [] })
+  const records = [await client.nextRecord(), await client.nextRecord(), await client.nextRecord(), await client.nextRecord()]
+  assert.deepEqual(records, [
+    '{"type":1,"target":"step","arguments":[1]}',
+    '{"type":1,"target":"step","arguments":[2]}',
+    '{"type":1,"target":"step","arguments":[3]}',
+    '{"type":3,"invocationId":"1","result":"done"}'
+  ])
+  assert.equal(client.messagesReceived - before, 1, 'the four records arrive in one WebSocket message')
 })
 
 test('plain GET on hub path gets 400', async (t) => {

@@ -4,12 +4,19 @@ import { test } from 'node:test'
 import { jsonHubProtocol, messagePackHubProtocol } from '../src/index.js'
 import type { HubConnectionContext } from '../src/index.js'
 import { Outbox } from '../src/hub/outbox.js'
+import { encodeWebSocketFrame } from '../src/hub/websocket-frame.js'
 import type { OutboxConnection } from '../src/hub/outbox.js'
 import type { HubProtocol } from '../src/protocol/messages.js'
 import { startInstance } from './helpers/instances.js'
+import { splitServerFrames } from './helpers/raw-frames.js'
 import { connectClient, Received } from './helpers/signalr.js'
 
-/** A connection that records what the outbox writes to it, as text. */
+/** A text frame, or a binary one, as the hub builds them. */
+function frame (text: string, binary = false): Buffer {
+  return encodeWebSocketFrame(Buffer.from(text), binary)
+}
+
+/** A connection that records what the outbox writes to it. */
 class RecordingConnection implements OutboxConnection {
   readonly writes: Buffer[] = []
   constructor (readonly id: string, readonly protocol: HubProtocol = jsonHubProtocol) {}
@@ -23,8 +30,14 @@ class RecordingConnection implements OutboxConnection {
     this.write(bytes, undefined)
   }
 
+  /** Each write as the payloads of its WebSocket messages, as text. */
+  get messages (): string[][] {
+    return this.writes.map((bytes) => splitServerFrames(bytes).map(({ payload }) => payload.toString()))
+  }
+
+  /** Each write as the records a client reads from it: its payloads, joined. */
   get text (): string[] {
-    return this.writes.map((bytes) => bytes.toString())
+    return this.messages.map((payloads) => payloads.join(''))
   }
 }
 
@@ -54,7 +67,7 @@ function setUp (...connections: RecordingConnection[]): { outbox: Outbox<Recordi
   return { outbox, sendOne: (connection, frame) => outbox.send(connection, frame) }
 }
 
-const json = (text: string): ReadonlyMap<HubProtocol, Buffer> => new Map([[jsonHubProtocol, Buffer.from(text)]])
+const json = (text: string): ReadonlyMap<HubProtocol, Buffer> => new Map([[jsonHubProtocol, frame(text)]])
 
 test('broadcasts to all share one buffer', async () => {
   const a = new RecordingConnection('a')
@@ -63,12 +76,12 @@ test('broadcasts to all share one buffer', async () => {
 
   outbox.broadcast(json('1'), new Set(), sendOne)
   outbox.broadcast(json('2'), new Set(), sendOne)
-  assert.equal(outbox.queuedBytes(a), 2)
+  assert.equal(outbox.queuedBytes(a), 6, 'two frames of 3 bytes')
   assert.deepEqual(a.writes, [], 'nothing is written before the end of the turn')
   await nextTurn()
 
-  assert.deepEqual(a.text, ['12'])
-  assert.deepEqual(b.text, ['12'])
+  assert.deepEqual(a.messages, [['12']], 'one write of one WebSocket message')
+  assert.deepEqual(b.messages, [['12']])
   assert.equal(a.writes[0], b.writes[0], 'both sockets are given one shared buffer')
   assert.equal(outbox.queuedBytes(a), 0)
 })
@@ -79,13 +92,13 @@ test('own frame between broadcasts', async () => {
   const { outbox, sendOne } = setUp(a, b)
 
   outbox.broadcast(json('1'), new Set(), sendOne)
-  outbox.send(a, Buffer.from('x'))
+  outbox.send(a, frame('x'))
   outbox.broadcast(json('2'), new Set(), sendOne)
-  outbox.send(a, Buffer.from('y'))
+  outbox.send(a, frame('y'))
   await nextTurn()
 
-  assert.deepEqual(a.text, ['1x2y'])
-  assert.deepEqual(b.text, ['12'])
+  assert.deepEqual(a.messages, [['1x2y']], 'its own frames join the broadcasts in one message')
+  assert.deepEqual(b.messages, [['12']])
 })
 
 test('connection left out of one broadcast', async () => {
@@ -112,7 +125,7 @@ test('connection joining mid-turn', async () => {
   outbox.broadcast(json('1'), new Set(), sendOne)
   connections.set('late', late)
   outbox.join(late)
-  outbox.send(late, Buffer.from('{}'))
+  outbox.send(late, frame('{}'))
   outbox.broadcast(json('2'), new Set(), sendOne)
   await nextTurn()
 
@@ -125,7 +138,7 @@ test('one shared buffer per protocol', async () => {
   const b = new RecordingConnection('b', messagePackHubProtocol)
   const { outbox, sendOne } = setUp(a, b)
 
-  outbox.broadcast(new Map([[jsonHubProtocol, Buffer.from('j')], [messagePackHubProtocol, Buffer.from('m')]]), new Set(), sendOne)
+  outbox.broadcast(new Map([[jsonHubProtocol, frame('j')], [messagePackHubProtocol, frame('m', true)]]), new Set(), sendOne)
   outbox.broadcast(json('k'), new Set(), sendOne)
   await nextTurn()
 
@@ -141,7 +154,7 @@ test('group members share one buffer', async () => {
 
   outbox.multicast(json('1'), [a, b], sendOne)
   outbox.multicast(json('2'), [a, b], sendOne)
-  assert.equal(outbox.queuedBytes(a), 2)
+  assert.equal(outbox.queuedBytes(a), 6, 'two frames of 3 bytes')
   assert.equal(outbox.queuedBytes(c), 0)
   await nextTurn()
 
@@ -176,7 +189,7 @@ test('group members sent different frames', async () => {
   const { outbox, sendOne } = setUp(a, b, c)
 
   outbox.multicast(json('1'), [a, b, c], sendOne)
-  outbox.send(a, Buffer.from('x'))
+  outbox.send(a, frame('x'))
   outbox.broadcast(json('2'), new Set([b]), sendOne)
   outbox.multicast(json('3'), [a, b, c], sendOne)
   await nextTurn()
@@ -191,7 +204,7 @@ test('group frames per protocol', async () => {
   const b = new RecordingConnection('b', messagePackHubProtocol)
   const { outbox, sendOne } = setUp(a, b)
 
-  outbox.multicast(new Map([[jsonHubProtocol, Buffer.from('j')], [messagePackHubProtocol, Buffer.from('m')]]), [a, b], sendOne)
+  outbox.multicast(new Map([[jsonHubProtocol, frame('j')], [messagePackHubProtocol, frame('m', true)]]), [a, b], sendOne)
   outbox.multicast(json('k'), [a, b], sendOne)
   await nextTurn()
 
@@ -205,7 +218,7 @@ test('early flush of a group member', async () => {
   const { outbox, sendOne } = setUp(a, b)
 
   outbox.multicast(json('1'), [a, b], sendOne)
-  outbox.send(a, Buffer.from('close'))
+  outbox.send(a, frame('close'))
   outbox.flushConnection(a)
   assert.deepEqual(a.text, ['1close'])
   await nextTurn()
@@ -219,7 +232,7 @@ test('group member closed in the pass', async () => {
   const slow = new RecordingConnection('slow')
   const { outbox, sendOne } = setUp(a, slow)
   // Like a client over its send buffer cap, it is sent a Close instead of the broadcasts.
-  slow.writeBroadcasts = () => { outbox.send(slow, Buffer.from('close')) }
+  slow.writeBroadcasts = () => { outbox.send(slow, frame('close')) }
 
   outbox.multicast(json('1'), [a, slow], sendOne)
   outbox.broadcast(json('2'), new Set(), sendOne)
@@ -236,7 +249,7 @@ test('early flush of one connection', async () => {
   let written = false
 
   outbox.broadcast(json('1'), new Set(), sendOne)
-  outbox.send(a, Buffer.from('close'), () => { written = true })
+  outbox.send(a, frame('close'), () => { written = true })
   outbox.flushConnection(a)
   assert.deepEqual(a.text, ['1close'])
   assert.equal(written, true)

@@ -1,4 +1,5 @@
 import type { HubProtocol } from '../protocol/messages.js'
+import { joinWebSocketFrames } from './websocket-frame.js'
 
 /** The part of a connection that the outbox uses. `HubConnection` implements it. */
 export interface OutboxConnection {
@@ -41,6 +42,8 @@ interface SharedQueue extends FrameList {
 
 /**
  * Writes what a hub's connections are sent, one write per socket per pass over the sockets.
+ * Each write joins the frames of the pass into as few WebSocket messages as it can (see
+ * `joinWebSocketFrames()`), so a client handles one message event for all of them.
  *
  * Writing is most of a busy hub's work: one system call per socket, whatever it carries. So
  * after each pass over the sockets the outbox waits three times as long as the pass took, up to
@@ -172,7 +175,7 @@ export class Outbox<TConnection extends OutboxConnection> {
   flushConnection (connection: TConnection): void {
     const queue = this.#queues.get(connection) ?? this.#separate(connection)
     if (queue.frames.length === 0) return
-    const bytes = joinFrames(queue)
+    const bytes = joinWebSocketFrames(queue.frames)
     const callbacks = queue.callbacks
     queue.frames = []
     queue.bytes = 0
@@ -219,7 +222,7 @@ export class Outbox<TConnection extends OutboxConnection> {
     this.#sharedQueues = new Set()
     if (this.#broadcasts.size > 0) {
       const joined = new Map<HubProtocol, Buffer>()
-      for (const [protocol, list] of this.#broadcasts) joined.set(protocol, joinFrames(list))
+      for (const [protocol, list] of this.#broadcasts) joined.set(protocol, joinWebSocketFrames(list.frames))
       this.#broadcasts.clear()
       for (const connection of this.#connections.values()) {
         if (this.#queues.has(connection) || shared.has(connection)) continue
@@ -231,7 +234,7 @@ export class Outbox<TConnection extends OutboxConnection> {
     for (const [connection, queue] of shared) {
       let bytes = joinedShared.get(queue)
       if (bytes === undefined) {
-        bytes = joinFrames(queue)
+        bytes = joinWebSocketFrames(queue.frames)
         joinedShared.set(queue, bytes)
       }
       connection.writeBroadcasts(bytes)
@@ -245,10 +248,7 @@ export class Outbox<TConnection extends OutboxConnection> {
   }
 }
 
-/** Returns the frames as one buffer, without a copy when there is only one. */
-function joinFrames ({ frames, bytes }: FrameList): Buffer {
-  return frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes)
-}
+
 
 /** Returns one write callback that settles every waiting callback, or undefined when none waits. */
 function settleAll (callbacks: Array<(err?: Error) => void>): ((err?: Error | null) => void) | undefined {

@@ -88,7 +88,10 @@ export interface HubProtocol {
   readonly version: number
   /** Whether frames go out as WebSocket text or binary frames. */
   readonly transferFormat: 'text' | 'binary'
-  /** Encodes one message, framing included. */
+  /**
+   * Encodes one message, framing included: the hub joins the messages one connection is sent in
+   * one pass into one WebSocket message, and the client splits them apart again.
+   */
   writeMessage(message: HubMessage): Buffer
   /** Creates a reader that turns received bytes into messages for one connection. */
   createReader(maximumMessageSize: number): HubMessageReader

@@ -174,6 +174,18 @@ export class RawFrameClient {
   }
 }
 
+/** Splits bytes the server wrote into its frames; throws if the last frame is incomplete. */
+export function splitServerFrames (bytes: Buffer): ServerFrame[] {
+  const frames: ServerFrame[] = []
+  for (let rest = bytes; rest.length > 0;) {
+    const frame = readServerFrame(rest)
+    if (frame === undefined) throw new Error(`incomplete WebSocket frame in ${bytes.length} bytes`)
+    frames.push({ opcode: frame.opcode, payload: frame.payload })
+    rest = rest.subarray(frame.length)
+  }
+  return frames
+}
+
 function readServerFrame (buffer: Buffer): { opcode: number, payload: Buffer, length: number } | undefined {
   if (buffer.length < 2) return undefined
   const opcode = buffer[0]! & 0x0f

@@ -24,6 +24,8 @@ export class RawHubClient {
   readonly records: string[] = []
   /** Settles when the socket has closed, with the close code the client saw. */
   readonly closed: Promise<CloseEvent>
+  /** How many WebSocket messages arrived. */
+  messagesReceived = 0
   /** How many WebSocket messages arrived as binary frames, which the JSON protocol never uses. */
   binaryFrames = 0
   #pending = Buffer.alloc(0)
@@ -39,6 +41,7 @@ export class RawHubClient {
       })
     })
     socket.on('message', (data: Buffer, isBinary: boolean) => {
+      this.messagesReceived++
       if (isBinary) this.binaryFrames++
       this.#receive(data)
     })
