@@ -236,6 +236,38 @@ for (const protocol of clientProtocols) {
       assert.equal(await client.invoke('Echo', 'still connected'), 'still connected')
     })
 
+    test('records of one message all arrive', async (t) => {
+      const app = await startHub(t, {
+        methods: {
+          Burst (context: HubConnectionContext) {
+            for (const step of [1, 2, 3]) void context.clients.caller.send('step', step)
+            return 'done'
+          }
+        }
+      })
+      const client = await connect(t, app, protocol)
+      const steps = new Received<[number]>(client, 'step')
+
+      assert.equal(await client.invoke('Burst'), 'done')
+      assert.deepEqual((await steps.waitFor(3)).flat(), [1, 2, 3])
+    })
+
+    test('message beside the handshake response arrives', async (t) => {
+      // onConnected runs in the turn that queues the handshake response, so both share a message.
+      const app = await startHub(t, {
+        onConnected: (context: HubConnectionContext) => { void context.clients.caller.send('welcome', 'hello') }
+      })
+      const client = protocol.configure(new HubConnectionBuilder()
+        .withUrl(baseUrl(app) + '/testHub', { skipNegotiation: true, transport: HttpTransportType.WebSockets })
+        .configureLogging(LogLevel.None)).build()
+      const welcome = deferred<string>()
+      client.on('welcome', (text: string) => welcome.resolve(text))
+      await client.start()
+      t.after(() => client.stop())
+
+      assert.equal(await within(welcome.promise, 10_000, 'the welcome message'), 'hello')
+    })
+
     test('stream yields generator items', async (t) => {
       const app = await startHub(t)
       const client = await connect(t, app, protocol)
