@@ -248,8 +248,6 @@ export class Outbox<TConnection extends OutboxConnection> {
   }
 }
 
-
-
 /** Returns one write callback that settles every waiting callback, or undefined when none waits. */
 function settleAll (callbacks: Array<(err?: Error) => void>): ((err?: Error | null) => void) | undefined {
   if (callbacks.length === 0) return undefined

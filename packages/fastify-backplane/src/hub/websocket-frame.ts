@@ -49,7 +49,7 @@ export function joinWebSocketFrames (frames: readonly Buffer[]): Buffer {
   return parts.length === 1 ? parts[0]! : Buffer.concat(parts, total)
 }
 
-/** Builds one frame of the first frame's type whose payload is the payloads of `frames`, in order. */
+/** Builds one frame, of the first frame's type, whose payload is the payloads of `frames` in order. */
 function mergeFrames (frames: readonly Buffer[], payloadBytes: number): Buffer {
   const merged = Buffer.allocUnsafe(headerLengthFor(payloadBytes) + payloadBytes)
   let offset = writeHeader(merged, payloadBytes, (frames[0]![0]! & 0x0f) === BINARY)
@@ -57,6 +57,7 @@ function mergeFrames (frames: readonly Buffer[], payloadBytes: number): Buffer {
   return merged
 }
 
+/** Returns the header length of a frame whose payload is `payloadLength` bytes. */
 function headerLengthFor (payloadLength: number): number {
   if (payloadLength < 126) return 2
   return payloadLength < 65_536 ? 4 : 10
@@ -73,7 +74,10 @@ function payloadLengthOf (frame: Buffer): number {
   return frame.length - headerLengthOf(frame)
 }
 
-/** Writes the header of a final, unmasked data frame at the start of `frame`; returns its length. */
+/**
+ * Writes the header of a final, unmasked data frame at the start of `frame`, and returns the
+ * header's length.
+ */
 function writeHeader (frame: Buffer, payloadLength: number, binary: boolean): number {
   frame[0] = FIN | (binary ? BINARY : TEXT)
   if (payloadLength < 126) {
