@@ -128,6 +128,7 @@ function describeSubject () {
     subject.gitError = err.message
   }
   subject.jsonOnly = process.env.BENCH_FASTIFY_JSON_ONLY === '1'
+  if (process.env.BENCH_MAXIMUM_WRITE_DELAY !== undefined) subject.maximumWriteDelay = Number(process.env.BENCH_MAXIMUM_WRITE_DELAY)
   return subject
 }
 
