@@ -98,7 +98,7 @@ function log (message) {
 function describeMachine (redisVersion) {
   const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8')
   const field = (name) => new RegExp(`^${name}\\s*:\\s*(.+)$`, 'm').exec(cpuinfo)?.[1]
-  // Virtual machines often report a bare "AMD EPYC"; family, model and clock tell them apart.
+  // Virtual machines often report a bare "AMD EPYC", so the family, model and clock tell them apart.
   const cpuModel = field('model name') ?? 'unknown'
   const cpu = { family: field('cpu family'), model: field('model'), mhz: Number(field('cpu MHz')) || undefined }
   const fileLimit = (flag) => Number(execFileSync('/bin/sh', ['-c', `ulimit ${flag}`], { encoding: 'utf8' }).trim())

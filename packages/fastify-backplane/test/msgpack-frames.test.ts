@@ -67,7 +67,7 @@ test('text handshake, then binary messages', async (t) => {
 
   assert.deepEqual(await client.nextMessage(), [3, {}, '1', 3, 'hello'])
   assert.deepEqual(await client.nextMessage(), [3, {}, '2', 2])
-  // The two Completions may share one message: the hub joins what it writes in one pass.
+  // The two Completions may share one message, because the hub joins what it writes in one pass.
   const afterHandshake = client.frames.slice(1)
   assert.ok(afterHandshake.length >= 1)
   assert.ok(afterHandshake.every((frame) => frame.binary), 'the server sends hub messages in binary frames')

@@ -11,7 +11,7 @@ import { startInstance } from './helpers/instances.js'
 import { splitServerFrames } from './helpers/raw-frames.js'
 import { connectClient, Received } from './helpers/signalr.js'
 
-/** A text frame, or a binary one, as the hub builds them. */
+/** Encodes `text` as a text or binary frame, as the hub builds them. */
 function frame (text: string, binary = false): Buffer {
   return encodeWebSocketFrame(Buffer.from(text), binary)
 }

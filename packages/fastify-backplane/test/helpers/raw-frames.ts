@@ -174,7 +174,7 @@ export class RawFrameClient {
   }
 }
 
-/** Splits bytes the server wrote into its frames; throws if the last frame is incomplete. */
+/** Splits bytes the server wrote into its frames, and throws if the last frame is incomplete. */
 export function splitServerFrames (bytes: Buffer): ServerFrame[] {
   const frames: ServerFrame[] = []
   for (let rest = bytes; rest.length > 0;) {

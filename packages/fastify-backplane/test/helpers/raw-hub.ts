@@ -24,7 +24,7 @@ export class RawHubClient {
   readonly records: string[] = []
   /** Settles when the socket has closed, with the close code the client saw. */
   readonly closed: Promise<CloseEvent>
-  /** How many WebSocket messages arrived. */
+  /** The number of WebSocket messages received. */
   messagesReceived = 0
   /** How many WebSocket messages arrived as binary frames, which the JSON protocol never uses. */
   binaryFrames = 0
