@@ -35,7 +35,7 @@ class RecordingConnection implements OutboxConnection {
     return this.writes.map((bytes) => splitServerFrames(bytes).map(({ payload }) => payload.toString()))
   }
 
-  /** Each write as the records a client reads from it: its payloads, joined. */
+  /** Each write's payloads joined, which are the records a client reads from it. */
   get text (): string[] {
     return this.messages.map((payloads) => payloads.join(''))
   }

@@ -27,7 +27,7 @@ test('merged payloads stay within the limit', () => {
   assert.deepEqual(describeFrames(joinWebSocketFrames(frames)), [[Opcode.Text, 3 * third], [Opcode.Text, 10]])
 })
 
-test('a frame over the limit stays alone, and order is kept', () => {
+test('oversized frame stays alone in order', () => {
   const payloads = [Buffer.from('first'), Buffer.alloc(MAXIMUM_MERGED_PAYLOAD + 1, 0x62), Buffer.from('after'), Buffer.from('last')]
   const joined = splitServerFrames(joinWebSocketFrames(payloads.map((payload) => encodeWebSocketFrame(payload, false))))
   assert.deepEqual(joined.map(({ payload }) => payload.length), [5, MAXIMUM_MERGED_PAYLOAD + 1, 9])
@@ -35,7 +35,7 @@ test('a frame over the limit stays alone, and order is kept', () => {
 })
 
 test('every header length merges', () => {
-  // Payloads of 125 and 126 bytes take 2- and 4-byte headers, and one of 70,000 bytes 10.
+  // Payloads of 125 and 126 bytes take 2- and 4-byte headers, and a 70,000-byte payload a 10-byte one.
   const payloads = [125, 126, 40_000].map((length, index) => Buffer.alloc(length, 0x30 + index))
   const joined = splitServerFrames(joinWebSocketFrames(payloads.map((payload) => encodeWebSocketFrame(payload, true))))
   assert.deepEqual(joined.map(({ opcode, payload }) => [opcode, payload.length]), [[Opcode.Binary, 125 + 126 + 40_000]])

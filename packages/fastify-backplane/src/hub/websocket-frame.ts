@@ -16,13 +16,13 @@ export const MAXIMUM_MERGED_PAYLOAD = 64 * 1024
  */
 export function encodeWebSocketFrame (payload: Buffer, binary: boolean): Buffer {
   const frame = Buffer.allocUnsafe(headerLengthFor(payload.length) + payload.length)
-  payload.copy(frame, writeHeader(frame, payload.length, binary))
+  payload.copy(frame, writeHeader(frame, 0, payload.length, binary))
   return frame
 }
 
 /**
  * Joins frames that `encodeWebSocketFrame()` built, all of one type, such as what one
- * connection is sent in one pass, into as few frames as it can: consecutive payloads share a
+ * connection is sent in one pass, into as few frames as it can. Consecutive payloads share a
  * frame while together they stay within MAXIMUM_MERGED_PAYLOAD bytes. Both hub protocols
  * delimit their records, JSON with the record separator and MessagePack with a length prefix,
  * and SignalR clients read every record of a WebSocket message. ASP.NET Core SignalR also sends
@@ -31,7 +31,9 @@ export function encodeWebSocketFrame (payload: Buffer, binary: boolean): Buffer 
  */
 export function joinWebSocketFrames (frames: readonly Buffer[]): Buffer {
   if (frames.length === 1) return frames[0]!
-  const parts: Buffer[] = []
+
+  // The runs of consecutive frames that share one frame: [first index, end index, payload bytes].
+  const runs: Array<[number, number, number]> = []
   let total = 0
   for (let start = 0; start < frames.length;) {
     let payloadBytes = payloadLengthOf(frames[start]!)
@@ -41,20 +43,22 @@ export function joinWebSocketFrames (frames: readonly Buffer[]): Buffer {
       if (payloadBytes + next > MAXIMUM_MERGED_PAYLOAD) break
       payloadBytes += next
     }
-    const part = end - start === 1 ? frames[start]! : mergeFrames(frames.slice(start, end), payloadBytes)
-    parts.push(part)
-    total += part.length
+    runs.push([start, end, payloadBytes])
+    total += headerLengthFor(payloadBytes) + payloadBytes
     start = end
   }
-  return parts.length === 1 ? parts[0]! : Buffer.concat(parts, total)
-}
 
-/** Builds one frame, of the first frame's type, whose payload is the payloads of `frames` in order. */
-function mergeFrames (frames: readonly Buffer[], payloadBytes: number): Buffer {
-  const merged = Buffer.allocUnsafe(headerLengthFor(payloadBytes) + payloadBytes)
-  let offset = writeHeader(merged, payloadBytes, (frames[0]![0]! & 0x0f) === BINARY)
-  for (const frame of frames) offset += frame.copy(merged, offset, headerLengthOf(frame))
-  return merged
+  const joined = Buffer.allocUnsafe(total)
+  const binary = (frames[0]![0]! & 0x0f) === BINARY
+  let offset = 0
+  for (const [start, end, payloadBytes] of runs) {
+    offset += writeHeader(joined, offset, payloadBytes, binary)
+    for (let index = start; index < end; index++) {
+      const frame = frames[index]!
+      offset += frame.copy(joined, offset, headerLengthOf(frame))
+    }
+  }
+  return joined
 }
 
 /** Returns the header length of a frame whose payload is `payloadLength` bytes. */
@@ -75,22 +79,22 @@ function payloadLengthOf (frame: Buffer): number {
 }
 
 /**
- * Writes the header of a final, unmasked data frame at the start of `frame`, and returns the
+ * Writes the header of a final, unmasked data frame into `target` at `offset`, and returns the
  * header's length.
  */
-function writeHeader (frame: Buffer, payloadLength: number, binary: boolean): number {
-  frame[0] = FIN | (binary ? BINARY : TEXT)
+function writeHeader (target: Buffer, offset: number, payloadLength: number, binary: boolean): number {
+  target[offset] = FIN | (binary ? BINARY : TEXT)
   if (payloadLength < 126) {
-    frame[1] = payloadLength
+    target[offset + 1] = payloadLength
     return 2
   }
   if (payloadLength < 65_536) {
-    frame[1] = 126
-    frame.writeUInt16BE(payloadLength, 2)
+    target[offset + 1] = 126
+    target.writeUInt16BE(payloadLength, offset + 2)
     return 4
   }
-  frame[1] = 127
-  frame.writeUInt32BE(Math.floor(payloadLength / 2 ** 32), 2)
-  frame.writeUInt32BE(payloadLength >>> 0, 6)
+  target[offset + 1] = 127
+  target.writeUInt32BE(Math.floor(payloadLength / 2 ** 32), offset + 2)
+  target.writeUInt32BE(payloadLength >>> 0, offset + 6)
   return 10
 }
