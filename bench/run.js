@@ -3,8 +3,9 @@
 // processes on one redis-server, which this runner starts on a free loopback port. A separate
 // load-generator process opens the clients. BENCHMARKS.md describes what is measured and why.
 //
-//   pnpm bench                full run: ladders at 1,000 and 5,000 clients, memory at 10,000
-//   pnpm bench:quick          ladder at 1,000 clients and the fixed rate; regression check
+//   pnpm bench                full run: the fixed rate in five rounds, the systems taking
+//                             turns; ladders at 1,000 and 5,000 clients; memory at 10,000
+//   pnpm bench:quick          the fixed rate once and the ladder at 1,000 clients; regression check
 //   pnpm bench:profile        fastify-backplane's servers under `node --cpu-prof` at the fixed
 //                             rate; --fanout=N and --rate=N (deliveries/s) change the load
 //
@@ -18,7 +19,7 @@ import { fileURLToPath } from 'node:url'
 import { summariseProfile } from './profile-summary.js'
 import { SYSTEMS, startLoadGenerator, startRedis, startServers, stopAll } from './lib/processes.js'
 import { formatReport, ratioToFloor, SUBJECT } from './lib/report.js'
-import { DISTURBANCE_CORES, disturbanceCores, GENERATOR_SATURATION_CORES, LATENCY_LIMIT_MS, measureIdleMemory, runFixedRateStep, runLadder, runStep } from './lib/scenarios.js'
+import { DISTURBANCE_CORES, disturbanceCores, GENERATOR_SATURATION_CORES, LATENCY_LIMIT_MS, measureIdleMemory, medianRunByP99, runFixedRateStep, runLadder, runStep } from './lib/scenarios.js'
 
 /**
  * The regression check: a run fails when fastify-backplane's highest delivery rate at 1,000
@@ -32,7 +33,7 @@ const modes = {
     groupFanouts: [1000, 5000],
     stepMs: 5000,
     ladder: { start: 10_000, min: 5000, max: 2_560_000, refinements: 3, retryFailed: true, disturbedRetries: 3 },
-    fixedRate: { deliveriesPerSecond: 100_000, fanout: 1000, durationMs: 10_000, repeats: 3, disturbedRetries: 3 },
+    fixedRate: { deliveriesPerSecond: 100_000, fanout: 1000, durationMs: 10_000, rounds: 5, disturbedRetries: 3 },
     idleConnections: 10_000,
     quietWaitMs: 30_000,
     retryBudgetMs: Infinity,
@@ -45,7 +46,7 @@ const modes = {
     // Fewer retries and shorter waits than the full run, and no retry once a system has run for
     // retryBudgetMs, so that the run ends within 3 minutes.
     ladder: { start: 10_000, min: 5000, max: 2_560_000, refinements: 2, retryFailed: true, disturbedRetries: 1 },
-    fixedRate: { deliveriesPerSecond: 100_000, fanout: 1000, durationMs: 4000, disturbedRetries: 1 },
+    fixedRate: { deliveriesPerSecond: 100_000, fanout: 1000, durationMs: 4000, rounds: 1, disturbedRetries: 1 },
     idleConnections: 0,
     quietWaitMs: 10_000,
     retryBudgetMs: 35_000,
@@ -54,7 +55,7 @@ const modes = {
   profile: {
     allFanouts: [],
     groupFanouts: [],
-    fixedRate: { deliveriesPerSecond: 100_000, fanout: 1000, durationMs: 20_000, disturbedRetries: 0 },
+    fixedRate: { deliveriesPerSecond: 100_000, fanout: 1000, durationMs: 20_000, rounds: 1, disturbedRetries: 0 },
     idleConnections: 0,
     quietWaitMs: 0,
     retryBudgetMs: 0,
@@ -167,24 +168,29 @@ async function withClients (bench, { fanout, group, outsiders = 0 }, measure) {
   }
 }
 
-async function benchmarkSystem (system, redis, config, { nodeOptions } = {}) {
-  const result = { loadAverage: { before: loadavg().map((value) => Math.round(value * 100) / 100) }, ladders: [] }
-  const onStep = (step) => log(describeStep(system, step))
+/**
+ * Starts `system`'s two servers and a load generator, passes them to `use` as a bench, and
+ * stops them all when it settles.
+ */
+async function withProcesses (system, redis, config, { nodeOptions, retryDeadline }, use) {
   const servers = await startServers(system, redis.url, { nodeOptions })
-  const retryDeadline = performance.now() + config.retryBudgetMs
   const bench = { system, servers, loadGenerator: startLoadGenerator(), redis, nextStep: 1, quietWaitMs: config.quietWaitMs, retryDeadline }
   try {
+    return await use(bench)
+  } finally {
+    await Promise.all([bench.loadGenerator.stop(), ...servers.map((server) => server.stop())])
+  }
+}
+
+/** Runs the ladders of `system`, then measures its idle memory. */
+async function benchmarkSystem (system, redis, config) {
+  const result = { loadAverage: { before: loadavg().map((value) => Math.round(value * 100) / 100) }, ladders: [] }
+  const onStep = (step) => log(describeStep(system, step))
+  const retryDeadline = performance.now() + config.retryBudgetMs
+  await withProcesses(system, redis, config, { retryDeadline }, async (bench) => {
     for (const fanout of config.allFanouts) {
       await withClients(bench, { fanout }, async () => {
-        // Before the ladder, whose top steps differ from system to system and leave full socket
-        // buffers and garbage behind them.
-        if (config.fixedRate?.fanout === fanout) result.fixedRate = await runFixedRate(bench, config.fixedRate, onStep)
         result.ladders.push(await runLadder(bench, { scenario: 'all', fanout, ladder: config.ladder, stepMs: config.stepMs, onStep }))
-      })
-    }
-    if (config.allFanouts.length === 0 && config.fixedRate !== undefined) {
-      await withClients(bench, { fanout: config.fixedRate.fanout }, async () => {
-        result.fixedRate = await runFixedRate(bench, config.fixedRate, onStep)
       })
     }
     for (const fanout of config.groupFanouts) {
@@ -193,26 +199,54 @@ async function benchmarkSystem (system, redis, config, { nodeOptions } = {}) {
         result.ladders.push(await runLadder(bench, { scenario: 'group', fanout, group: GROUP, ladder: config.ladder, stepMs: config.stepMs, onStep }))
       })
     }
-  } finally {
-    await Promise.all([bench.loadGenerator.stop(), ...servers.map((server) => server.stop())])
-  }
+  })
 
   if (config.idleConnections > 0) {
     // Fresh processes, so the ladders' buffers and garbage do not blur the memory readings.
-    const fresh = { system, servers: await startServers(system, redis.url), loadGenerator: startLoadGenerator(), redis, nextStep: 1, quietWaitMs: config.quietWaitMs, retryDeadline }
-    try {
-      result.idleMemory = await measureIdleMemory(fresh, { connections: idleConnectionCount(config.idleConnections) })
-      log(`[${system}] idle memory: ${result.idleMemory.rssKiBPerConnection} KiB RSS per connection`)
-    } finally {
-      await Promise.all([fresh.loadGenerator.stop(), ...fresh.servers.map((server) => server.stop())])
-    }
+    result.idleMemory = await withProcesses(system, redis, config, { retryDeadline }, (bench) =>
+      measureIdleMemory(bench, { connections: idleConnectionCount(config.idleConnections) }))
+    log(`[${system}] idle memory: ${result.idleMemory.rssKiBPerConnection} KiB RSS per connection`)
   }
   result.loadAverage.after = loadavg().map((value) => Math.round(value * 100) / 100)
   return result
 }
 
-function runFixedRate (bench, fixedRate, onStep) {
-  return runFixedRateStep(bench, { scenario: 'all', ...fixedRate, onStep })
+/**
+ * Runs the fixed-rate step of every system in `systems`, taking turns: each round gives each
+ * system one run, and the order moves on by one system from round to round. Each run has fresh
+ * servers and a fresh load generator, which connect the clients and run the warm-up step first.
+ * A system's runs are spread over the whole phase, so a change in the machine's speed meanwhile
+ * affects every system alike. On the virtual machines of BENCHMARKS.md, the floor's p99 at
+ * 100,000/s ranged from 18 to 38 ms within one hour. Returns each system's median run (see
+ * medianRunByP99()), and the error of each system that failed, whose later runs are skipped.
+ */
+async function runFixedRateInTurns (systems, redis, config, { nodeOptions } = {}) {
+  const { rounds, ...fixedRate } = config.fixedRate
+  const runs = new Map(systems.map((system) => [system, { runs: [], attempts: 0 }]))
+  const errors = {}
+  for (let round = 1; round <= rounds; round++) {
+    const order = systems.map((_, index) => systems[(index + round - 1) % systems.length])
+    log(`fixed rate, round ${round} of ${rounds}: ${order.join(', ')}`)
+    for (const system of order) {
+      if (errors[system] !== undefined) continue
+      const onStep = (step) => log(describeStep(system, step))
+      try {
+        const retryDeadline = performance.now() + config.retryBudgetMs
+        const { run, attempts } = await withProcesses(system, redis, config, { nodeOptions, retryDeadline }, (bench) =>
+          withClients(bench, { fanout: fixedRate.fanout }, () => runFixedRateStep(bench, { scenario: 'all', ...fixedRate, onStep })))
+        runs.get(system).runs.push({ ...run, round })
+        runs.get(system).attempts += attempts
+      } catch (err) {
+        log(`[${system}] fixed rate failed: ${err.stack ?? err}`)
+        errors[system] = `fixed rate: ${err.message ?? err}`
+      }
+    }
+  }
+  const medians = {}
+  for (const [system, { runs: systemRuns, attempts }] of runs) {
+    if (systemRuns.length > 0) medians[system] = medianRunByP99(systemRuns, attempts)
+  }
+  return { medians, errors }
 }
 
 /** Returns the idle connections to open, fewer if the open-file limit would not allow them. */
@@ -229,12 +263,13 @@ async function profile (redis, config, stamp) {
   const directory = `${resultsDirectory}profiles/${stamp}`
   mkdirSync(directory, { recursive: true })
   const nodeOptions = (label) => ['--cpu-prof', `--cpu-prof-dir=${directory}`, `--cpu-prof-name=server-${label}.cpuprofile`]
-  const result = await benchmarkSystem(SUBJECT, redis, config, { nodeOptions })
+  const { medians, errors } = await runFixedRateInTurns([SUBJECT], redis, config, { nodeOptions })
+  if (errors[SUBJECT] !== undefined) throw new Error(errors[SUBJECT])
   const profiles = {}
   for (const label of ['A', 'B']) {
     profiles[label] = summariseProfile(JSON.parse(readFileSync(`${directory}/server-${label}.cpuprofile`, 'utf8')))
   }
-  return { ...result, profiles, profileDirectory: directory }
+  return { fixedRate: medians[SUBJECT], profiles, profileDirectory: directory }
 }
 
 async function main () {
@@ -266,14 +301,26 @@ async function main () {
   log(`bench ${options.mode}: ${results.machine.nproc} × ${results.machine.cpuModel} (family ${results.machine.cpu.family}, model ${results.machine.cpu.model}, ${results.machine.cpu.mhz} MHz), Node ${results.machine.node}, redis ${redis.version} on port ${redis.port}, load ${loadavg()[0].toFixed(2)}`)
 
   try {
-    for (const system of options.systems) {
+    if (options.mode === 'profile') {
       try {
-        results.systems[system] = options.mode === 'profile'
-          ? await profile(redis, config, stamp)
-          : await benchmarkSystem(system, redis, config)
+        results.systems[SUBJECT] = await profile(redis, config, stamp)
       } catch (err) {
-        log(`[${system}] failed: ${err.stack ?? err}`)
-        results.errors[system] = String(err.message ?? err)
+        log(`[${SUBJECT}] failed: ${err.stack ?? err}`)
+        results.errors[SUBJECT] = String(err.message ?? err)
+      }
+    } else {
+      // The fixed-rate runs come first. Each starts fresh processes, so the ladders do not affect them.
+      const { medians, errors } = await runFixedRateInTurns(options.systems, redis, config)
+      Object.assign(results.errors, errors)
+      for (const system of options.systems) {
+        const result = { fixedRate: medians[system] }
+        results.systems[system] = result
+        try {
+          Object.assign(result, await benchmarkSystem(system, redis, config))
+        } catch (err) {
+          log(`[${system}] failed: ${err.stack ?? err}`)
+          results.errors[system] = [results.errors[system], String(err.message ?? err)].filter(Boolean).join('; ')
+        }
       }
     }
   } finally {

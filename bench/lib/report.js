@@ -105,8 +105,8 @@ export function formatReport (results) {
   if (Object.values(results.systems).some((system) => system.fixedRate !== undefined)) {
     const fixed = Object.values(results.systems).find((system) => system.fixedRate !== undefined).fixedRate
     const latency = (field) => (system) => system.fixedRate?.latencyMs?.[field]
-    const runs = fixed.runs?.length ?? 1
-    const median = runs > 1 ? `, the run with the median p99 of ${runs}` : ''
+    const rounds = Math.max(...Object.values(results.systems).map((system) => system.fixedRate?.runs?.length ?? 1))
+    const median = rounds > 1 ? `, ${rounds} rounds with the systems taking turns, the run with the median p99` : ''
     sections.push(`### Latency at a fixed ${integer.format(fixed.deliveriesPerSecond)} deliveries/s ` +
       `(${integer.format(fixed.fanout)} clients, ${fixed.durationMs / 1000} s${median})\n\n` +
       'Milliseconds from server A\'s send to the client\'s receipt; lower is better.\n\n' +
@@ -118,14 +118,14 @@ export function formatReport (results) {
         { label: 'p50, clients of server B (ms)', value: (system) => system.fixedRate?.latencyMsByServer?.[1]?.p50 },
         { label: 'p99, clients of server A, the sender (ms)', value: (system) => system.fixedRate?.latencyMsByServer?.[0]?.p99 },
         { label: 'p99, clients of server B (ms)', value: (system) => system.fixedRate?.latencyMsByServer?.[1]?.p99 },
-        { label: 'p99 of every run (ms)', value: (system) => system.fixedRate?.runs?.map((run) => run.latencyMs.p99).join(', '), rowFormat: (value) => value, ratios: false },
+        { label: 'p99 of every round (ms)', value: (system) => system.fixedRate?.runs?.map((run) => run.latencyMs.p99).join(', '), rowFormat: (value) => value, ratios: false },
         { label: 'deliveries lost', value: (system) => system.fixedRate?.lost, rowFormat: (value) => integer.format(value), ratios: false },
         { label: 'generator CPU (cores)', value: (system) => system.fixedRate?.cpuCores?.generator, ratios: false },
         { label: 'other processes\' CPU (cores)', value: (system) => system.fixedRate?.cpuCores?.otherProcesses, ratios: false },
         { label: 'CPU stolen by the hypervisor (cores)', value: (system) => system.fixedRate?.cpuCores?.stolen, ratios: false },
         { label: 'server A + B CPU (cores)', value: (system) => system.fixedRate === undefined ? undefined : system.fixedRate.cpuCores.serverA + system.fixedRate.cpuCores.serverB },
         { label: 'server CPU per delivery (µs)', value: (system) => system.fixedRate?.serverCpuMicrosecondsPerDelivery }
-      ], (value) => decimal.format(value)))
+      ], (value) => decimal.format(value)) + roundRatios(results))
   }
 
   if (Object.values(results.systems).some((system) => system.idleMemory !== undefined)) {
@@ -142,6 +142,32 @@ export function formatReport (results) {
     `${system} ${result.loadAverage?.before?.[0] ?? '?'} → ${result.loadAverage?.after?.[0] ?? '?'}`)
   sections.push(`Load average (1 min) before → after each system: ${loads.join('; ')}.`)
   return sections.join('\n\n')
+}
+
+/**
+ * Returns, for each reference, fastify-backplane's p99 at the fixed rate divided by the
+ * reference's from the same round, as a paragraph, or '' with fewer than two rounds. A ratio
+ * within a round is less exposed to the machine's drift over the run than a ratio of medians.
+ */
+function roundRatios (results) {
+  const subjectRuns = results.systems[SUBJECT]?.fixedRate?.runs ?? []
+  if (subjectRuns.length < 2) return ''
+  const lines = []
+  for (const reference of REFERENCES) {
+    const referenceRuns = results.systems[reference]?.fixedRate?.runs ?? []
+    const ratios = subjectRuns.flatMap((run) => {
+      const other = referenceRuns.find((candidate) => candidate.round === run.round)
+      return other === undefined || !(other.latencyMs.p99 > 0) ? [] : [run.latencyMs.p99 / other.latencyMs.p99]
+    })
+    if (ratios.length === 0) continue
+    const sorted = [...ratios].sort((a, b) => a - b)
+    const median = sorted.length % 2 === 1
+      ? sorted[(sorted.length - 1) / 2]
+      : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2
+    lines.push(`- ÷ ${reference}: ${ratios.map((value) => `${value.toFixed(2)}×`).join(', ')} (median ${median.toFixed(2)}×)`)
+  }
+  if (lines.length === 0) return ''
+  return `\n\n${SUBJECT}'s p99 divided by each reference's from the same round, round by round:\n\n${lines.join('\n')}`
 }
 
 /** Returns fastify-backplane's ladder result divided by the floor's, or undefined. */

@@ -129,31 +129,37 @@ export async function waitForQuietMachine (bench) {
 }
 
 /**
- * Runs the fixed-rate step `repeats` times and returns the run with the median p99, with every
- * run's latency beside it. One 10-second run varies by about a fifth near saturation, which is
- * as large as the differences between systems. A run during which other processes used more
- * than DISTURBANCE_CORES runs again once the machine is quiet, up to `disturbedRetries` times,
- * and the least disturbed attempt stands for that run.
+ * Runs the fixed-rate step once. A run during which other processes used more than
+ * DISTURBANCE_CORES runs again once the machine is quiet, up to `disturbedRetries` times, and
+ * the least disturbed attempt counts. Returns that attempt and the number of tries.
  */
-export async function runFixedRateStep (bench, { repeats = 1, disturbedRetries, onStep, ...step }) {
-  const runs = []
-  let attempts = 0
-  for (let run = 0; run < repeats; run++) {
-    const tries = []
-    for (let index = 0; index <= disturbedRetries; index++) {
-      if (index > 0 && performance.now() > bench.retryDeadline) break
-      if (index > 0) await waitForQuietMachine(bench)
-      const result = await runStep(bench, step)
-      onStep(result)
-      tries.push(result)
-      if (!result.disturbed) break
-    }
-    attempts += tries.length
-    runs.push(tries.reduce((least, result) => disturbanceCores(result.cpuCores) < disturbanceCores(least.cpuCores) ? result : least))
+export async function runFixedRateStep (bench, { disturbedRetries, onStep, ...step }) {
+  const tries = []
+  for (let index = 0; index <= disturbedRetries; index++) {
+    if (index > 0 && performance.now() > bench.retryDeadline) break
+    if (index > 0) await waitForQuietMachine(bench)
+    const result = await runStep(bench, step)
+    onStep(result)
+    tries.push(result)
+    if (!result.disturbed) break
   }
+  const run = tries.reduce((least, result) => disturbanceCores(result.cpuCores) < disturbanceCores(least.cpuCores) ? result : least)
+  return { run, attempts: tries.length }
+}
+
+/**
+ * Returns the run with the median p99 of `runs`, with every run's latency and CPU beside it.
+ * One 10-second run varies by about a fifth near saturation, which is as large as the
+ * differences between systems, so one run is not enough.
+ */
+export function medianRunByP99 (runs, attempts) {
   const byP99 = [...runs].sort((a, b) => a.latencyMs.p99 - b.latencyMs.p99)
   const median = byP99[Math.floor((byP99.length - 1) / 2)]
-  return { ...median, attempts, runs: runs.map((result) => ({ step: result.step, latencyMs: result.latencyMs, latencyMsByServer: result.latencyMsByServer, cpuCores: result.cpuCores })) }
+  return {
+    ...median,
+    attempts,
+    runs: runs.map((result) => ({ round: result.round, step: result.step, latencyMs: result.latencyMs, latencyMsByServer: result.latencyMsByServer, cpuCores: result.cpuCores, serverCpuMicrosecondsPerDelivery: result.serverCpuMicrosecondsPerDelivery }))
+  }
 }
 
 /** Rounds a rate to two significant digits, so that ladder rates read well. */
