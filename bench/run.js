@@ -168,6 +168,11 @@ async function withClients (bench, { fanout, group, outsiders = 0 }, measure) {
   }
 }
 
+/** Returns the machine's load averages over 1, 5 and 15 minutes, rounded to two decimals. */
+function roundedLoadAverage () {
+  return loadavg().map((value) => Math.round(value * 100) / 100)
+}
+
 /**
  * Starts `system`'s two servers and a load generator, passes them to `use` as a bench, and
  * stops them all when it settles.
@@ -184,7 +189,7 @@ async function withProcesses (system, redis, config, { nodeOptions, retryDeadlin
 
 /** Runs the ladders of `system`, then measures its idle memory. */
 async function benchmarkSystem (system, redis, config) {
-  const result = { loadAverage: { before: loadavg().map((value) => Math.round(value * 100) / 100) }, ladders: [] }
+  const result = { loadAverage: { before: roundedLoadAverage() }, ladders: [] }
   const onStep = (step) => log(describeStep(system, step))
   const retryDeadline = performance.now() + config.retryBudgetMs
   await withProcesses(system, redis, config, { retryDeadline }, async (bench) => {
@@ -207,7 +212,7 @@ async function benchmarkSystem (system, redis, config) {
       measureIdleMemory(bench, { connections: idleConnectionCount(config.idleConnections) }))
     log(`[${system}] idle memory: ${result.idleMemory.rssKiBPerConnection} KiB RSS per connection`)
   }
-  result.loadAverage.after = loadavg().map((value) => Math.round(value * 100) / 100)
+  result.loadAverage.after = roundedLoadAverage()
   return result
 }
 
@@ -263,13 +268,15 @@ async function profile (redis, config, stamp) {
   const directory = `${resultsDirectory}profiles/${stamp}`
   mkdirSync(directory, { recursive: true })
   const nodeOptions = (label) => ['--cpu-prof', `--cpu-prof-dir=${directory}`, `--cpu-prof-name=server-${label}.cpuprofile`]
+  const loadAverage = { before: roundedLoadAverage() }
   const { medians, errors } = await runFixedRateInTurns([SUBJECT], redis, config, { nodeOptions })
   if (errors[SUBJECT] !== undefined) throw new Error(errors[SUBJECT])
+  loadAverage.after = roundedLoadAverage()
   const profiles = {}
   for (const label of ['A', 'B']) {
     profiles[label] = summariseProfile(JSON.parse(readFileSync(`${directory}/server-${label}.cpuprofile`, 'utf8')))
   }
-  return { fixedRate: medians[SUBJECT], profiles, profileDirectory: directory }
+  return { loadAverage, fixedRate: medians[SUBJECT], profiles, profileDirectory: directory }
 }
 
 async function main () {
