@@ -5,20 +5,20 @@
 //
 //   pnpm bench                full run: the fixed rate in five rounds, the systems taking
 //                             turns; ladders at 1,000 and 5,000 clients; memory at 10,000
-//   pnpm bench:quick          the fixed rate once and the ladder at 1,000 clients; regression check
+//   pnpm bench:quick          the fixed rate once and the ladder at 1,000 clients; regression checks
 //   pnpm bench:profile        fastify-backplane's servers under `node --cpu-prof` at the fixed
 //                             rate; --fanout=N and --rate=N (deliveries/s) change the load
 //
-// Options: --systems=fastify-backplane,floor runs a subset. BENCH_MIN_RATIO_TO_FLOOR overrides
-// the regression threshold. Every step, drain and connect has a time limit, and a watchdog
-// ends the whole run, so the run ends by itself.
+// Options: --systems=fastify-backplane,floor runs a subset. BENCH_MIN_RATIO_TO_FLOOR and
+// BENCH_MAX_CPU_RATIO_TO_FLOOR override the regression thresholds. Every step, drain and
+// connect has a time limit, and a watchdog ends the whole run, so the run ends by itself.
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { availableParallelism, loadavg, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { summariseProfile } from './profile-summary.js'
 import { SYSTEMS, startLoadGenerator, startRedis, startServers, stopAll } from './lib/processes.js'
-import { formatReport, ratioToFloor, SUBJECT } from './lib/report.js'
+import { formatReport, median, ratioToFloor, roundByRoundRatios, SUBJECT } from './lib/report.js'
 import { DISTURBANCE_CORES, disturbanceCores, GENERATOR_SATURATION_CORES, LATENCY_LIMIT_MS, measureIdleMemory, medianRunByP99, runFixedRateStep, runLadder, runStep } from './lib/scenarios.js'
 
 /**
@@ -26,6 +26,12 @@ import { DISTURBANCE_CORES, disturbanceCores, GENERATOR_SATURATION_CORES, LATENC
  * clients, divided by the floor's, is below this. BENCHMARKS.md explains the value.
  */
 const MIN_RATIO_TO_FLOOR = Number(process.env.BENCH_MIN_RATIO_TO_FLOOR ?? 2.5)
+/**
+ * The second regression check: a run fails when fastify-backplane's server CPU per delivery at
+ * the fixed rate, divided by the floor's from the same round, is above this (the median over
+ * the rounds). BENCHMARKS.md explains the value.
+ */
+const MAX_CPU_RATIO_TO_FLOOR = Number(process.env.BENCH_MAX_CPU_RATIO_TO_FLOOR ?? 0.9)
 
 const modes = {
   full: {
@@ -282,6 +288,7 @@ async function profile (redis, config, stamp) {
 async function main () {
   const options = parseArguments(process.argv.slice(2))
   if (!(MIN_RATIO_TO_FLOOR > 0)) throw new Error(`invalid BENCH_MIN_RATIO_TO_FLOOR "${process.env.BENCH_MIN_RATIO_TO_FLOOR}": expected a positive number`)
+  if (!(MAX_CPU_RATIO_TO_FLOOR > 0)) throw new Error(`invalid BENCH_MAX_CPU_RATIO_TO_FLOOR "${process.env.BENCH_MAX_CPU_RATIO_TO_FLOOR}": expected a positive number`)
   const config = modes[options.mode]
   if (options.mode === 'profile') {
     config.fixedRate.fanout = options.fanout ?? config.fixedRate.fanout
@@ -301,7 +308,7 @@ async function main () {
     command: `node bench/run.js ${process.argv.slice(2).join(' ')}`.trim(),
     machine: describeMachine(redis.version),
     subject: describeSubject(),
-    settings: { ...config, warmup: WARMUP, latencyLimitMs: LATENCY_LIMIT_MS, disturbanceCores: DISTURBANCE_CORES, payloadBytes: 64, minRatioToFloor: MIN_RATIO_TO_FLOOR },
+    settings: { ...config, warmup: WARMUP, latencyLimitMs: LATENCY_LIMIT_MS, disturbanceCores: DISTURBANCE_CORES, payloadBytes: 64, minRatioToFloor: MIN_RATIO_TO_FLOOR, maxCpuRatioToFloor: MAX_CPU_RATIO_TO_FLOOR },
     systems: {},
     errors: {}
   }
@@ -364,37 +371,77 @@ function formatProfiles (profiles) {
 }
 
 /**
- * Returns the exit code. It is 1 below the threshold, and 3 below it when the failure that
- * bounded fastify-backplane's ladder measured something other than its servers: other processes
- * and steal disturbed it, or the load generator was saturated. Then the run proves nothing. It is
- * 2 when a system failed to run, and 0 otherwise.
+ * Runs both regression checks and returns the exit code: 1 when either fails, 3 when neither
+ * fails but one measured something other than fastify-backplane's servers, 2 when a system
+ * failed to run, and 0 otherwise.
  */
 function checkRegression (results) {
-  const failedSystems = Object.keys(results.errors).length > 0 ? 2 : 0
+  const verdicts = [checkLadder(results), checkServerCpu(results)]
+  if (verdicts.includes('fail')) return 1
+  if (verdicts.includes('inconclusive')) return 3
+  return Object.keys(results.errors).length > 0 ? 2 : 0
+}
+
+/**
+ * Checks fastify-backplane's highest rate at 1,000 clients against the floor's. Returns 'pass',
+ * 'fail', 'inconclusive' when other processes and steal disturbed the failure that bounded its
+ * ladder or the load generator was saturated there, or undefined when a ladder is missing.
+ */
+function checkLadder (results) {
   const ratio = ratioToFloor(results, 'all', 1000)
   if (ratio === undefined) {
-    log('regression check skipped: it needs the fastify-backplane and floor ladders at 1,000 clients')
-    return failedSystems
+    log('regression check of the ladder skipped: it needs the fastify-backplane and floor ladders at 1,000 clients')
+    return undefined
   }
   const summary = `${SUBJECT} ÷ floor, highest rate at 1,000 clients = ${ratio.toFixed(2)} (threshold ${MIN_RATIO_TO_FLOOR})`
   if (ratio >= MIN_RATIO_TO_FLOOR) {
     console.log(`\nRegression check: ${summary}: pass`)
-    return failedSystems
+    return 'pass'
   }
   const bounding = results.systems[SUBJECT].ladders.find((ladder) => ladder.scenario === 'all' && ladder.fanout === 1000).atFirstFailure
   if (bounding?.disturbed === true) {
     console.log(`\nRegression check: ${summary}: inconclusive, because other processes and steal took ${disturbanceCores(bounding.cpuCores)} cores ` +
       `during the failure that bounded ${SUBJECT}'s ladder. Rerun on a quieter machine.`)
-    return 3
+    return 'inconclusive'
   }
   if (bounding?.generatorSaturated === true) {
     console.log(`\nRegression check: ${summary}: inconclusive, because the load generator used ${bounding.cpuCores.generator} cores ` +
       `(saturated from ${GENERATOR_SATURATION_CORES}) during the failure that bounded ${SUBJECT}'s ladder, so the ladder measured the generator. ` +
-      'Compare server CPU per delivery with the previous commit, or rerun on a machine with faster cores.')
-    return 3
+      'The check of server CPU per delivery below still counts. To check the ladder, rerun on a machine with faster cores.')
+    return 'inconclusive'
   }
   console.log(`\nRegression check: ${summary}: FAIL`)
-  return 1
+  return 'fail'
+}
+
+/**
+ * Checks fastify-backplane's server CPU per delivery at the fixed rate against the floor's,
+ * as the median of the ratios from the same round. It stays valid while the load generator
+ * saturates, but at 100 broadcasts per second it sees the cost of each write more than what
+ * merging saves at higher rates. Returns like checkLadder().
+ */
+function checkServerCpu (results) {
+  const ratios = roundByRoundRatios(results, 'floor', (run) => run.serverCpuMicrosecondsPerDelivery)
+  if (ratios.length === 0) {
+    log('regression check of server CPU skipped: it needs the fastify-backplane and floor fixed-rate runs')
+    return undefined
+  }
+  const ratio = median(ratios)
+  const summary = `${SUBJECT} ÷ floor, server CPU per delivery at the fixed rate = ${ratio.toFixed(2)}, ` +
+    `median of ${ratios.length} round${ratios.length === 1 ? '' : 's'} (threshold ${MAX_CPU_RATIO_TO_FLOOR})`
+  if (ratio <= MAX_CPU_RATIO_TO_FLOOR) {
+    console.log(`Regression check: ${summary}: pass`)
+    return 'pass'
+  }
+  const runs = [SUBJECT, 'floor'].flatMap((system) => results.systems[system].fixedRate.runs)
+  const disturbed = runs.filter((run) => disturbanceCores(run.cpuCores) > DISTURBANCE_CORES)
+  if (disturbed.length > 0) {
+    console.log(`Regression check: ${summary}: inconclusive, because other processes and steal took more than ${DISTURBANCE_CORES} cores ` +
+      `in ${disturbed.length} of the fixed-rate runs. Rerun on a quieter machine.`)
+    return 'inconclusive'
+  }
+  console.log(`Regression check: ${summary}: FAIL`)
+  return 'fail'
 }
 
 for (const signal of ['SIGINT', 'SIGTERM']) {

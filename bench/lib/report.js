@@ -144,27 +144,39 @@ export function formatReport (results) {
   return sections.join('\n\n')
 }
 
+/** Returns the median of `values`, which must not be empty. */
+export function median (values) {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+}
+
 /**
- * Returns, for each reference, fastify-backplane's p99 at the fixed rate divided by the
- * reference's from the same round, as a paragraph, or '' with fewer than two rounds. A ratio
- * within a round is less exposed to the machine's drift over the run than a ratio of medians.
+ * Returns `value(run)` of each of fastify-backplane's fixed-rate runs divided by the same of
+ * `reference`'s run from the same round, for every round in which both ran. A ratio within a
+ * round is less exposed to the machine's drift over the run than a ratio of medians.
+ */
+export function roundByRoundRatios (results, reference, value) {
+  const referenceRuns = results.systems[reference]?.fixedRate?.runs ?? []
+  return (results.systems[SUBJECT]?.fixedRate?.runs ?? []).flatMap((run) => {
+    const other = referenceRuns.find((candidate) => candidate.round === run.round)
+    const subjectValue = value(run)
+    const referenceValue = other === undefined ? undefined : value(other)
+    return typeof subjectValue === 'number' && referenceValue > 0 ? [subjectValue / referenceValue] : []
+  })
+}
+
+/**
+ * Returns fastify-backplane's p99 at the fixed rate divided by each reference's, round by
+ * round, as a paragraph, or '' with fewer than two rounds.
  */
 function roundRatios (results) {
-  const subjectRuns = results.systems[SUBJECT]?.fixedRate?.runs ?? []
-  if (subjectRuns.length < 2) return ''
+  if ((results.systems[SUBJECT]?.fixedRate?.runs?.length ?? 0) < 2) return ''
   const lines = []
   for (const reference of REFERENCES) {
-    const referenceRuns = results.systems[reference]?.fixedRate?.runs ?? []
-    const ratios = subjectRuns.flatMap((run) => {
-      const other = referenceRuns.find((candidate) => candidate.round === run.round)
-      return other === undefined || !(other.latencyMs.p99 > 0) ? [] : [run.latencyMs.p99 / other.latencyMs.p99]
-    })
+    const ratios = roundByRoundRatios(results, reference, (run) => run.latencyMs.p99)
     if (ratios.length === 0) continue
-    const sorted = [...ratios].sort((a, b) => a - b)
-    const median = sorted.length % 2 === 1
-      ? sorted[(sorted.length - 1) / 2]
-      : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2
-    lines.push(`- ÷ ${reference}: ${ratios.map((value) => `${value.toFixed(2)}×`).join(', ')} (median ${median.toFixed(2)}×)`)
+    lines.push(`- ÷ ${reference}: ${ratios.map((value) => `${value.toFixed(2)}×`).join(', ')} (median ${median(ratios).toFixed(2)}×)`)
   }
   if (lines.length === 0) return ''
   return `\n\n${SUBJECT}'s p99 divided by each reference's from the same round, round by round:\n\n${lines.join('\n')}`
