@@ -233,7 +233,7 @@ async function benchmarkSystem (system, redis, config) {
  */
 async function runFixedRateInTurns (systems, redis, config, { nodeOptions } = {}) {
   const { rounds, ...fixedRate } = config.fixedRate
-  const runs = new Map(systems.map((system) => [system, { runs: [], attempts: 0 }]))
+  const bySystem = new Map(systems.map((system) => [system, { runs: [], attempts: 0 }]))
   const errors = {}
   for (let round = 1; round <= rounds; round++) {
     const order = systems.map((_, index) => systems[(index + round - 1) % systems.length])
@@ -245,8 +245,8 @@ async function runFixedRateInTurns (systems, redis, config, { nodeOptions } = {}
         const retryDeadline = performance.now() + config.retryBudgetMs
         const { run, attempts } = await withProcesses(system, redis, config, { nodeOptions, retryDeadline }, (bench) =>
           withClients(bench, { fanout: fixedRate.fanout }, () => runFixedRateStep(bench, { scenario: 'all', ...fixedRate, onStep })))
-        runs.get(system).runs.push({ ...run, round })
-        runs.get(system).attempts += attempts
+        bySystem.get(system).runs.push({ ...run, round })
+        bySystem.get(system).attempts += attempts
       } catch (err) {
         log(`[${system}] fixed rate failed: ${err.stack ?? err}`)
         errors[system] = `fixed rate: ${err.message ?? err}`
@@ -254,8 +254,8 @@ async function runFixedRateInTurns (systems, redis, config, { nodeOptions } = {}
     }
   }
   const medians = {}
-  for (const [system, { runs: systemRuns, attempts }] of runs) {
-    if (systemRuns.length > 0) medians[system] = medianRunByP99(systemRuns, attempts)
+  for (const [system, { runs, attempts }] of bySystem) {
+    if (runs.length > 0) medians[system] = medianRunByP99(runs, attempts)
   }
   return { medians, errors }
 }
