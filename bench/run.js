@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url'
 import { summariseProfile } from './profile-summary.js'
 import { SYSTEMS, startLoadGenerator, startRedis, startServers, stopAll } from './lib/processes.js'
 import { formatReport, median, ratioToFloor, roundByRoundRatios, SUBJECT } from './lib/report.js'
-import { DISTURBANCE_CORES, disturbanceCores, GENERATOR_SATURATION_CORES, LATENCY_LIMIT_MS, measureIdleMemory, medianRunByP99, runFixedRateStep, runLadder, runStep } from './lib/scenarios.js'
+import { DISTURBANCE_CORES, disturbanceCores, GENERATOR_SATURATION_CORES, GENERATOR_SATURATION_UTILIZATION, LATENCY_LIMIT_MS, measureIdleMemory, medianRunByP99, runFixedRateStep, runLadder, runStep } from './lib/scenarios.js'
 
 /**
  * The regression check: a run fails when fastify-backplane's highest delivery rate at 1,000
@@ -406,7 +406,8 @@ function checkLadder (results) {
   }
   if (bounding?.generatorSaturated === true) {
     console.log(`\nRegression check: ${summary}: inconclusive, because the load generator used ${bounding.cpuCores.generator} cores ` +
-      `(saturated from ${GENERATOR_SATURATION_CORES}) during the failure that bounded ${SUBJECT}'s ladder, so the ladder measured the generator. ` +
+      `and its event loop was busy ${bounding.generatorEventLoopUtilization} of the time (saturated from ${GENERATOR_SATURATION_CORES} cores or ${GENERATOR_SATURATION_UTILIZATION} busy) ` +
+      `during the failure that bounded ${SUBJECT}'s ladder, so the ladder measured the generator. ` +
       'The check of server CPU per delivery below still counts. To check the ladder, rerun on a machine with faster cores.')
     return 'inconclusive'
   }

@@ -12,6 +12,11 @@ const PUBLISHER_LAG_LIMIT = 0.1
 /** Generator CPU, in cores, from which a step's result may reflect the generator, not the server. */
 export const GENERATOR_SATURATION_CORES = 0.9
 /**
+ * The share of the step during which the generator's event loop was busy, from which the same
+ * applies. It also counts the time the generator waited for a core while other processes ran.
+ */
+export const GENERATOR_SATURATION_UTILIZATION = 0.9
+/**
  * CPU, in cores, that processes outside the benchmark may use, or the hypervisor may take away,
  * during a step before a failure of that step counts as disturbed and is retried.
  */
@@ -106,7 +111,8 @@ export async function runStep (bench, { scenario, deliveriesPerSecond, fanout, d
       ? null
       : Math.round((serverCpuMicroseconds(before, after) / finished.received) * 100) / 100,
     generatorEventLoopUtilization: Math.round(finished.generator.eventLoopUtilization * 100) / 100,
-    generatorSaturated: cpuCores.generator >= GENERATOR_SATURATION_CORES,
+    generatorSaturated: cpuCores.generator >= GENERATOR_SATURATION_CORES ||
+      Math.round(finished.generator.eventLoopUtilization * 100) / 100 >= GENERATOR_SATURATION_UTILIZATION,
     disturbed: disturbanceCores(cpuCores) > DISTURBANCE_CORES,
     passed: failures.length === 0,
     failures
