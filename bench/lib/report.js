@@ -118,7 +118,7 @@ export function formatReport (results) {
         { label: 'p50, clients of server B (ms)', value: (system) => system.fixedRate?.latencyMsByServer?.[1]?.p50 },
         { label: 'p99, clients of server A, the sender (ms)', value: (system) => system.fixedRate?.latencyMsByServer?.[0]?.p99 },
         { label: 'p99, clients of server B (ms)', value: (system) => system.fixedRate?.latencyMsByServer?.[1]?.p99 },
-        { label: 'p99 of every round (ms)', value: (system) => system.fixedRate?.runs?.map((run) => run.latencyMs.p99).join(', '), rowFormat: (value) => value, ratios: false },
+        { label: 'p99 of every round (ms)', value: (system) => system.fixedRate?.runs?.map((run) => decimal.format(run.latencyMs.p99)).join(', '), rowFormat: (value) => value, ratios: false },
         { label: 'deliveries lost', value: (system) => system.fixedRate?.lost, rowFormat: (value) => integer.format(value), ratios: false },
         { label: 'generator CPU (cores)', value: (system) => system.fixedRate?.cpuCores?.generator, ratios: false },
         { label: 'other processes\' CPU (cores)', value: (system) => system.fixedRate?.cpuCores?.otherProcesses, ratios: false },
