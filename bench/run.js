@@ -420,8 +420,8 @@ function checkLadder (results) {
 /**
  * Checks fastify-backplane's server CPU per delivery at the fixed rate against the floor's,
  * as the median of the ratios from the same round. It stays valid while the load generator
- * saturates, but at 100 broadcasts per second it sees the cost of each write more than what
- * merging saves at higher rates. Returns like checkLadder().
+ * saturates, but at 100 broadcasts per second it measures the cost of each write more than
+ * what merging saves at higher rates. Returns like checkLadder().
  */
 function checkServerCpu (results) {
   const ratios = roundByRoundRatios(results, 'floor', (run) => run.serverCpuMicrosecondsPerDelivery)

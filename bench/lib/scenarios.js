@@ -12,8 +12,8 @@ const PUBLISHER_LAG_LIMIT = 0.1
 /** Generator CPU, in cores, from which a step's result may reflect the generator, not the server. */
 export const GENERATOR_SATURATION_CORES = 0.9
 /**
- * The share of the step during which the generator's event loop was busy, from which the same
- * applies. It also counts the time the generator waited for a core while other processes ran.
+ * Share of the step during which the generator's event loop was busy, from which a step's result
+ * may also reflect the generator. It includes time the generator waited for a core.
  */
 export const GENERATOR_SATURATION_UTILIZATION = 0.9
 /**
