@@ -80,6 +80,7 @@ export async function runStep (bench, { scenario, deliveriesPerSecond, fanout, d
   const lastDueMs = ((published.total - 1) / rate) * 1000
   const publisherLagMs = Math.round(published.seconds * 1000 - lastDueMs)
   const cpuCores = coresBetween(before, after)
+  const generatorEventLoopUtilization = Math.round(finished.generator.eventLoopUtilization * 100) / 100
   const failures = []
   if (published.sent < published.total) failures.push(`server A sent ${published.sent} of ${published.total} broadcasts in time`)
   if (publisherLagMs > PUBLISHER_LAG_LIMIT * durationMs) failures.push(`server A fell ${publisherLagMs} ms behind schedule`)
@@ -110,9 +111,8 @@ export async function runStep (bench, { scenario, deliveriesPerSecond, fanout, d
     serverCpuMicrosecondsPerDelivery: finished.received === 0
       ? null
       : Math.round((serverCpuMicroseconds(before, after) / finished.received) * 100) / 100,
-    generatorEventLoopUtilization: Math.round(finished.generator.eventLoopUtilization * 100) / 100,
-    generatorSaturated: cpuCores.generator >= GENERATOR_SATURATION_CORES ||
-      Math.round(finished.generator.eventLoopUtilization * 100) / 100 >= GENERATOR_SATURATION_UTILIZATION,
+    generatorEventLoopUtilization,
+    generatorSaturated: cpuCores.generator >= GENERATOR_SATURATION_CORES || generatorEventLoopUtilization >= GENERATOR_SATURATION_UTILIZATION,
     disturbed: disturbanceCores(cpuCores) > DISTURBANCE_CORES,
     passed: failures.length === 0,
     failures
