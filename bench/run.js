@@ -27,9 +27,9 @@ import { DISTURBANCE_CORES, disturbanceCores, GENERATOR_SATURATION_CORES, GENERA
  */
 const MIN_RATIO_TO_FLOOR = Number(process.env.BENCH_MIN_RATIO_TO_FLOOR ?? 2.5)
 /**
- * The second regression check: a run fails when fastify-backplane's server CPU per delivery at
- * the fixed rate, divided by the floor's from the same round, is above this (the median over
- * the rounds). BENCHMARKS.md explains the value.
+ * The second regression check: when the ladder check cannot decide, a run fails when
+ * fastify-backplane's server CPU per delivery at the fixed rate, divided by the floor's from the
+ * same round, is above this (the median over the rounds). BENCHMARKS.md explains the value.
  */
 const MAX_CPU_RATIO_TO_FLOOR = Number(process.env.BENCH_MAX_CPU_RATIO_TO_FLOOR ?? 0.9)
 
@@ -371,12 +371,14 @@ function formatProfiles (profiles) {
 }
 
 /**
- * Runs both regression checks and returns the exit code: 1 when either fails, else 2 when a
- * system failed to run, else 3 when a check measured something other than fastify-backplane's
- * servers, and 0 otherwise.
+ * Runs the regression checks and returns the exit code: 1 when one that counts fails, else 2
+ * when a system failed to run, else 3 when a check measured something other than
+ * fastify-backplane's servers, and 0 otherwise. The CPU check counts only when the ladder check
+ * could not decide, because the load generator limited the ladder or other processes disturbed it.
  */
 function checkRegression (results) {
-  const verdicts = [checkLadder(results), checkServerCpu(results)]
+  const ladder = checkLadder(results)
+  const verdicts = [ladder, checkServerCpu(results, { counts: ladder !== 'pass' && ladder !== 'fail' })]
   if (verdicts.includes('fail')) return 1
   if (Object.keys(results.errors).length > 0) return 2
   if (verdicts.includes('inconclusive')) return 3
@@ -420,10 +422,12 @@ function checkLadder (results) {
 /**
  * Checks fastify-backplane's server CPU per delivery at the fixed rate against the floor's,
  * as the median of the ratios from the same round. It stays valid while the load generator
- * saturates, but at 100 broadcasts per second it measures the cost of each write more than
- * what merging saves at higher rates. Returns like checkLadder().
+ * saturates. But at 100 broadcasts per second it measures what merging saves only on machines
+ * where that rate keeps the servers busy. On faster ones most passes carry one record, and the
+ * ratio is near 1 for a sound build, so it counts only when `counts` is true. Returns like
+ * checkLadder(), or undefined when it does not count.
  */
-function checkServerCpu (results) {
+function checkServerCpu (results, { counts }) {
   const ratios = roundByRoundRatios(results, 'floor', (run) => run.serverCpuMicrosecondsPerDelivery)
   if (ratios.length === 0) {
     log('regression check of server CPU skipped: it needs the fastify-backplane and floor fixed-rate runs')
@@ -432,6 +436,11 @@ function checkServerCpu (results) {
   const ratio = median(ratios)
   const summary = `${SUBJECT} ÷ floor, server CPU per delivery at the fixed rate = ${ratio.toFixed(2)}, ` +
     `median of ${ratios.length} round${ratios.length === 1 ? '' : 's'} (maximum ${MAX_CPU_RATIO_TO_FLOOR})`
+  if (!counts) {
+    console.log(`Regression check: ${summary}: ${ratio <= MAX_CPU_RATIO_TO_FLOOR ? 'pass' : 'above the maximum'}, ` +
+      'but not counted, because the ladder check decided')
+    return undefined
+  }
   if (ratio <= MAX_CPU_RATIO_TO_FLOOR) {
     console.log(`Regression check: ${summary}: pass`)
     return 'pass'
