@@ -178,11 +178,11 @@ export interface HubOptions {
   maximumOutgoingBufferSize?: number | undefined
   /**
    * The longest time, in milliseconds, that a busy hub keeps frames waiting so that it writes
-   * more of them per system call. A hub spends at most a quarter of its time writing to its
-   * sockets, beyond an allowance of 2.5 ms, and once it has used more it waits, at most this
-   * long, before it writes again. A hub that writes now and then, or one with few sockets, stays
-   * within that, so its frames go out at the end of the event-loop turn that queued them, as they
-   * always do with 0. Timers cannot wait less than 1 ms, so shorter waits also end with the turn.
+   * more of them per system call. After the hub has written to its sockets, it waits three times
+   * as long as that took before it writes again, at most this long. A hub with few sockets writes
+   * in well under a millisecond, so its frames go out at the end of the event-loop turn that
+   * queued them, as they always do with 0. Timers cannot wait less than 1 ms, so shorter waits
+   * also end with the turn.
    * @default 10
    */
   maximumWriteDelay?: number | undefined

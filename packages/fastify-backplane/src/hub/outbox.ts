@@ -11,19 +11,13 @@ export interface OutboxConnection {
 }
 
 /**
- * The share of the event loop's time that the outbox may spend writing once its allowance is
- * used. `pnpm bench` measured it on a 2-core AMD EPYC virtual machine at 1,000 clients and
- * 100,000 deliveries/s, as a wait after each pass: against a half, a quarter cut server CPU per
- * delivery by about a fifth and raised median latency by 1.3 to 2 ms.
+ * How long the outbox waits after a pass, as a multiple of the time the pass took. With 3, a busy
+ * event loop spends at most about a quarter of its time writing. `pnpm bench` measured it on a
+ * 2-core AMD EPYC virtual machine at 1,000 clients and 100,000 deliveries/s. Against a wait as
+ * long as the pass, server CPU per delivery fell by about a fifth, and median latency rose by
+ * 1.3 to 2 ms.
  */
-const WRITING_SHARE = 1 / 4
-
-/**
- * Writing time, in ms, that passes may use beyond their share before the next one waits. It
- * absorbs broadcasts that arrive unevenly, so that a hub writing well under its share does not
- * wait after a pass that came soon after the one before.
- */
-const WRITING_ALLOWANCE = 2.5
+const PASS_WAIT_FACTOR = 3
 
 /** Frames waiting for the next pass, and their total length. */
 interface FrameList {
@@ -51,12 +45,12 @@ interface SharedQueue extends FrameList {
  * Each write joins the frames of the pass into as few WebSocket messages as it can (see
  * `joinWebSocketFrames()`), so a client handles one message event for all of them.
  *
- * Writing is most of a busy hub's work: one system call per socket, whatever it carries. So the
- * outbox keeps its passes to a quarter of the event loop's time. Over any span it writes for at
- * most a quarter of that span plus an allowance of 2.5 ms, and a pass that would go over waits
- * until it fits, at most `maximumWriteDelay`. The frames that arrive meanwhile share that pass's
- * system calls. A hub that writes now and then, or a small one, stays within the allowance and
- * writes every turn. Only passes that follow each other closely wait.
+ * Writing is most of a busy hub's work: one system call per socket, whatever it carries. So
+ * after each pass over the sockets the outbox waits three times as long as the pass took, up to
+ * `maximumWriteDelay`, before the next one. Until the wait reaches that cap, the event loop
+ * spends at most about a quarter of its time writing, and the frames that arrive meanwhile share
+ * the next pass's system calls. A pass over a few sockets takes microseconds, so a quiet or small
+ * hub writes every turn.
  *
  * A broadcast to every connection is not copied into each connection's queue. The outbox keeps
  * one list of such frames per protocol, and in the next pass each connection that was sent
@@ -80,13 +74,8 @@ export class Outbox<TConnection extends OutboxConnection> {
   #sharedQueues = new Set<SharedQueue>()
   readonly #maximumWriteDelay: number
   #scheduled = false
-  /**
-   * Writing time, in ms, that passes may still use before the next one waits; below 0, what the
-   * last passes used beyond their share. It grows by a quarter of the time that passes.
-   */
-  #writingTime = WRITING_ALLOWANCE
-  /** When `#writingTime` was last brought up to date, as a `performance.now()` time. */
-  #writingTimeAt = performance.now()
+  /** When the next pass may start, as a `performance.now()` time. */
+  #nextPassAt = 0
 
   constructor (connections: ReadonlyMap<string, TConnection>, maximumWriteDelay: number) {
     this.#connections = connections
@@ -217,8 +206,7 @@ export class Outbox<TConnection extends OutboxConnection> {
   #schedule (): void {
     if (this.#scheduled) return
     this.#scheduled = true
-    const writingTime = this.#updateWritingTime(performance.now())
-    const wait = writingTime >= 0 ? 0 : -writingTime / WRITING_SHARE
+    const wait = this.#nextPassAt - performance.now()
     // Timers fire no sooner than 1 ms, so a shorter wait ends with this turn instead.
     if (wait >= 1) setTimeout(() => this.#flush(), wait)
     else setImmediate(() => this.#flush())
@@ -256,17 +244,7 @@ export class Outbox<TConnection extends OutboxConnection> {
     this.#queues.clear()
 
     const finished = performance.now()
-    // Time used beyond the share counts only up to what a wait of maximumWriteDelay makes up.
-    const writingTime = this.#updateWritingTime(finished) - (finished - started)
-    this.#writingTime = Math.max(writingTime, -this.#maximumWriteDelay * WRITING_SHARE)
-  }
-
-  /** Adds the writing time earned since the last update, up to the allowance, and returns it. */
-  #updateWritingTime (now: number): number {
-    const earned = (now - this.#writingTimeAt) * WRITING_SHARE
-    this.#writingTime = Math.min(this.#writingTime + earned, WRITING_ALLOWANCE)
-    this.#writingTimeAt = now
-    return this.#writingTime
+    this.#nextPassAt = finished + Math.min((finished - started) * PASS_WAIT_FACTOR, this.#maximumWriteDelay)
   }
 }
 
