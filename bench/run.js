@@ -374,7 +374,8 @@ function formatProfiles (profiles) {
  * Runs the regression checks and returns the exit code: 1 when one that counts fails, else 2
  * when a system failed to run, else 3 when a check measured something other than
  * fastify-backplane's servers, and 0 otherwise. The CPU check counts only when the ladder check
- * could not decide, because the load generator limited the ladder or other processes disturbed it.
+ * did not decide: when it was skipped, or when the load generator or other processes bounded the
+ * ladder.
  */
 function checkRegression (results) {
   const ladder = checkLadder(results)
