@@ -140,7 +140,8 @@ export function formatReport (results) {
 
   const loads = Object.entries(results.systems).map(([system, result]) =>
     `${system} ${result.loadAverage?.before?.[0] ?? '?'} → ${result.loadAverage?.after?.[0] ?? '?'}`)
-  sections.push(`Load average (1 min) before → after each system: ${loads.join('; ')}.`)
+  sections.push(`Load average (1 min) before → after each system: ${loads.join('; ')}. ` +
+    'These include the benchmark\'s own processes, so they show how busy the machine was, not what else ran on it.')
   return sections.join('\n\n')
 }
 
