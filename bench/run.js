@@ -371,10 +371,10 @@ function formatProfiles (profiles) {
 }
 
 /**
- * Runs the regression checks and returns the exit code: 1 when one that counts fails, else 2
- * when a system failed to run, else 3 when a check measured something other than
+ * Runs the regression checks and returns the exit code. It is 1 when a check that counts fails,
+ * else 2 when a system failed to run, else 3 when a check measured something other than
  * fastify-backplane's servers, and 0 otherwise. The CPU check counts only when the ladder check
- * did not decide: when it was skipped, or when the load generator or other processes bounded the
+ * did not decide, because it was skipped or the load generator or other processes bounded the
  * ladder.
  */
 function checkRegression (results) {
@@ -438,8 +438,8 @@ function checkServerCpu (results, { counts }) {
   const summary = `${SUBJECT} ÷ floor, server CPU per delivery at the fixed rate = ${ratio.toFixed(2)}, ` +
     `median of ${ratios.length} round${ratios.length === 1 ? '' : 's'} (maximum ${MAX_CPU_RATIO_TO_FLOOR})`
   if (!counts) {
-    console.log(`Regression check: ${summary}: ${ratio <= MAX_CPU_RATIO_TO_FLOOR ? 'pass' : 'above the maximum'}, ` +
-      'but not counted, because the ladder check decided')
+    const verdict = ratio <= MAX_CPU_RATIO_TO_FLOOR ? 'pass' : 'above the maximum'
+    console.log(`Regression check: ${summary}: ${verdict}, but not counted, because the ladder check decided`)
     return undefined
   }
   if (ratio <= MAX_CPU_RATIO_TO_FLOOR) {
