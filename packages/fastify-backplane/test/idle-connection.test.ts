@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { test } from 'node:test'
 import { setFlagsFromString } from 'node:v8'
@@ -67,6 +67,18 @@ test('connection drops its upgrade request', async (t) => {
 
   client.sendMessages({ type: 1, invocationId: '3', target: 'Room', arguments: [] })
   assert.deepEqual(await client.nextMessage(), { type: 3, invocationId: '3', result: 'lobby' })
+})
+
+test('idle socket has one close listener', async (t) => {
+  const app = await startInstance(t, { hub: { maximumConnectionsPerIp: 10 } })
+  const clients = [await RawHubClient.connect(app), await RawHubClient.connectAndHandshake(app)]
+  t.after(() => Promise.all(clients.map((client) => client.close())))
+
+  // ws's own listener stays; the hub releases the connection's place from the WebSocket's
+  // close, so that an idle socket needs no array of listeners.
+  const sockets = [...app.websocketServer.clients].map((socket) => (socket as unknown as { _socket: Socket })._socket)
+  assert.equal(sockets.length, 2)
+  for (const socket of sockets) assert.equal(socket.listenerCount('close'), 1)
 })
 
 test('broken frame logged with connection id', async (t) => {

@@ -228,6 +228,24 @@ test('connection limit per instance', async (t) => {
   assert.equal(await upgradeEventually(hubUrl(app)), 101)
 })
 
+test('rejected upgrade gives its place back', async (t) => {
+  const app = await startHub(t, {
+    maximumConnections: 1,
+    authenticate: (request) => (request.headers.authorization === 'Bearer ok' ? 'ada' : false)
+  })
+  const ok = { Authorization: 'Bearer ok' }
+
+  // Each rejected upgrade took the only place from the origin check until its socket closed.
+  for (let attempt = 0; attempt < 3; attempt++) assert.equal((await requestUpgrade(hubUrl(app))).status, 401)
+  const first = await RawHubClient.open(hubUrl(app), ok)
+  t.after(() => first.close())
+  assert.equal((await requestUpgrade(hubUrl(app), ok)).status, 503)
+
+  // The open connection keeps its place until its WebSocket closes, then gives it back.
+  await first.close()
+  assert.equal(await upgradeEventually(hubUrl(app), ok), 101)
+})
+
 test('connection limit per address', async (t) => {
   const app = Fastify({ trustProxy: true })
   t.after(() => app.close())

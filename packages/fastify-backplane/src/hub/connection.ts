@@ -82,6 +82,8 @@ export class HubConnection {
   #groups: Map<string, Promise<void>> | undefined
   #closeError: Error | undefined
   #closeListeners: Array<() => void> | undefined
+  /** The function that gives the socket's place under the hub's connection limits back, called once on close. */
+  #releasePlace: (() => void) | undefined
 
   // The socket listeners are shared by all connections and find theirs through the socket, so
   // that an idle connection carries no closures.
@@ -99,9 +101,10 @@ export class HubConnection {
     HubConnection.#bySocket.get(this)!.#socketFailed(err)
   }
 
-  constructor (hub: Hub, socket: WebSocket, request: FastifyRequest, identity: ConnectionIdentity) {
+  constructor (hub: Hub, socket: WebSocket, request: FastifyRequest, identity: ConnectionIdentity, releasePlace?: () => void) {
     this.#hub = hub
     this.#socket = socket
+    this.#releasePlace = releasePlace
     this.#requestId = request.id
     this.#request = request
     this.id = identity.connectionId ?? hub.issueConnectionId()
@@ -454,6 +457,9 @@ export class HubConnection {
   #closed (): void {
     const wasConnected = this.protocol !== undefined
     this.#state = 'closed'
+    const releasePlace = this.#releasePlace
+    this.#releasePlace = undefined
+    releasePlace?.()
     this.#endHandshake()
     this.#runner?.close()
     this.#clientResults?.disconnect()

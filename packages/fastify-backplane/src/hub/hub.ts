@@ -61,15 +61,20 @@ export class Hub implements LocalHub {
     this.#keepAliveTimer.unref()
   }
 
-  accept (socket: WebSocket, request: FastifyRequest, identity: ConnectionIdentity): void {
+  /**
+   * Starts a hub connection on an upgraded socket. `releasePlace`, when given, gives the
+   * socket's place under the connection limits back once the WebSocket closes.
+   */
+  accept (socket: WebSocket, request: FastifyRequest, identity: ConnectionIdentity, releasePlace?: () => void): void {
     if (this.#closing !== undefined) {
       // The hub route took @fastify/websocket's error listener away, so this socket needs one.
       socket.on('error', () => socket.terminate())
+      if (releasePlace !== undefined) socket.once('close', releasePlace)
       // Close code 1012 (service restart) lets the client try again, and the retry reaches another instance.
       socket.close(1012)
       return
     }
-    this.#sockets.add(new HubConnection(this, socket, request, identity))
+    this.#sockets.add(new HubConnection(this, socket, request, identity, releasePlace))
   }
 
   /** Issues the id of a connection that skipped negotiation; see `Backplane.issueConnectionId()`. */
