@@ -10,7 +10,9 @@
 //                             rate; --fanout=N and --rate=N (deliveries/s) change the load
 //
 // Options: --systems=fastify-backplane,floor runs a subset. BENCH_MIN_RATIO_TO_FLOOR and
-// BENCH_MAX_CPU_RATIO_TO_FLOOR override the regression thresholds. Every step, drain and
+// BENCH_MAX_CPU_RATIO_TO_FLOOR override the regression thresholds. BENCH_REFERENCE_PUBLISH_FIRST=1
+// makes the floor and coalescing servers publish before they write to their own sockets, as
+// fastify-backplane does; the settings in the JSON record it. Every step, drain and
 // connect has a time limit, and a watchdog ends the whole run, so the run ends by itself.
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -308,7 +310,7 @@ async function main () {
     command: `node bench/run.js ${process.argv.slice(2).join(' ')}`.trim(),
     machine: describeMachine(redis.version),
     subject: describeSubject(),
-    settings: { ...config, warmup: WARMUP, latencyLimitMs: LATENCY_LIMIT_MS, disturbanceCores: DISTURBANCE_CORES, payloadBytes: 64, minRatioToFloor: MIN_RATIO_TO_FLOOR, maxCpuRatioToFloor: MAX_CPU_RATIO_TO_FLOOR },
+    settings: { ...config, warmup: WARMUP, latencyLimitMs: LATENCY_LIMIT_MS, disturbanceCores: DISTURBANCE_CORES, payloadBytes: 64, minRatioToFloor: MIN_RATIO_TO_FLOOR, maxCpuRatioToFloor: MAX_CPU_RATIO_TO_FLOOR, referencesPublishFirst: process.env.BENCH_REFERENCE_PUBLISH_FIRST === '1' },
     systems: {},
     errors: {}
   }

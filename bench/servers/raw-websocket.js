@@ -12,6 +12,11 @@ import { WebSocketServer } from 'ws'
 const ALL_CHANNEL = 'bench:all'
 const GROUP_CHANNEL_PREFIX = 'bench:group:'
 const JOIN_PREFIX = 'join:'
+/**
+ * Whether the sending instance publishes before it writes to its own sockets, as
+ * fastify-backplane does, instead of after (BENCH_REFERENCE_PUBLISH_FIRST=1).
+ */
+const publishFirst = process.env.BENCH_REFERENCE_PUBLISH_FIRST === '1'
 
 /**
  * Starts a raw WebSocket server. `createDelivery()` returns `deliver(sockets, payload)`, which
@@ -65,8 +70,9 @@ export async function startRawServer ({ redisUrl, instance, createDelivery }) {
 
   function publish (channel, targets, payload) {
     const bytes = Buffer.from(payload, 'latin1')
+    if (publishFirst) void publisher.publish(channel, Buffer.concat([origin, bytes]))
     deliver(targets, bytes)
-    void publisher.publish(channel, Buffer.concat([origin, bytes]))
+    if (!publishFirst) void publisher.publish(channel, Buffer.concat([origin, bytes]))
   }
 
   return {
