@@ -280,23 +280,6 @@ test('pacing after a slow pass', async () => {
   assert.deepEqual(slow.text, ['1', '23'], 'what arrived meanwhile goes out in one write')
 })
 
-test('no pacing after idle time', async () => {
-  const slow = new SlowConnection('slow', 50)
-  const outbox = new Outbox(new Map([['slow', slow]]), 1000)
-  const sendOne = (connection: SlowConnection, frame: Buffer): void => outbox.send(connection, frame)
-
-  outbox.broadcast(json('1'), new Set(), sendOne)
-  await nextTurn()
-  assert.deepEqual(slow.text, ['1'])
-
-  // The pass took at least 50 ms, so the next may not start for 150 ms while the event loop is
-  // busy. An idle loop has no work that merged writes would make room for.
-  await new Promise((resolve) => setTimeout(resolve, 100))
-  outbox.broadcast(json('2'), new Set(), sendOne)
-  await nextTurn()
-  assert.deepEqual(slow.text, ['1', '2'], 'the pass after idle time runs in the same turn')
-})
-
 test('pacing capped by maximumWriteDelay', async () => {
   const slow = new SlowConnection('slow', 30)
   const outbox = new Outbox(new Map([['slow', slow]]), 0)

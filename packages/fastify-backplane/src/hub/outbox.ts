@@ -1,5 +1,3 @@
-import { performance } from 'node:perf_hooks'
-import type { EventLoopUtilization } from 'node:perf_hooks'
 import type { HubProtocol } from '../protocol/messages.js'
 import { joinWebSocketFrames } from './websocket-frame.js'
 
@@ -20,16 +18,6 @@ export interface OutboxConnection {
  * 1.3 to 2 ms.
  */
 const PASS_WAIT_FACTOR = 3
-
-/**
- * Share of the time since the last pass that the event loop must have spent busy for the next
- * pass to wait. Below it the loop has time to spare, so merging frames would only add latency.
- * On the 2-core AMD EPYC machine of BENCHMARKS.md, at 1,000 clients and 100,000 deliveries/s,
- * gating the wait this way cut median latency by two fifths and raised server CPU per delivery
- * by a quarter, which stayed below the floor's. NOTE: one half is a first choice; no other share
- * was measured.
- */
-const BUSY_LOOP_SHARE = 0.5
 
 /** Frames waiting for the next pass, and their total length. */
 interface FrameList {
@@ -61,9 +49,8 @@ interface SharedQueue extends FrameList {
  * after each pass over the sockets the outbox waits three times as long as the pass took, up to
  * `maximumWriteDelay`, before the next one. Until the wait reaches that cap, the event loop
  * spends at most about a quarter of its time writing, and the frames that arrive meanwhile share
- * the next pass's system calls. The wait applies only while the event loop is busy: when it was
- * idle for more than half of the time since the last pass, the next pass runs in the same turn. A
- * pass over a few sockets takes microseconds, so a quiet or small hub writes every turn.
+ * the next pass's system calls. A pass over a few sockets takes microseconds, so a quiet or small
+ * hub writes every turn.
  *
  * A broadcast to every connection is not copied into each connection's queue. The outbox keeps
  * one list of such frames per protocol, and in the next pass each connection that was sent
@@ -89,8 +76,6 @@ export class Outbox<TConnection extends OutboxConnection> {
   #scheduled = false
   /** When the next pass may start, as a `performance.now()` time. */
   #nextPassAt = 0
-  /** The event loop's busy and idle time when the last pass ended. */
-  #loopAtPass: EventLoopUtilization | undefined
 
   constructor (connections: ReadonlyMap<string, TConnection>, maximumWriteDelay: number) {
     this.#connections = connections
@@ -223,15 +208,8 @@ export class Outbox<TConnection extends OutboxConnection> {
     this.#scheduled = true
     const wait = this.#nextPassAt - performance.now()
     // Timers fire no sooner than 1 ms, so a shorter wait ends with this turn instead.
-    if (wait >= 1 && this.#loopBusySincePass()) setTimeout(() => this.#flush(), wait)
+    if (wait >= 1) setTimeout(() => this.#flush(), wait)
     else setImmediate(() => this.#flush())
-  }
-
-  /** Returns whether the event loop was busy for at least `BUSY_LOOP_SHARE` of the time since the last pass. */
-  #loopBusySincePass (): boolean {
-    if (this.#loopAtPass === undefined) return true
-    // With no time elapsed the share is NaN, which counts as busy.
-    return !(performance.eventLoopUtilization(this.#loopAtPass).utilization < BUSY_LOOP_SHARE)
   }
 
   #flush (): void {
@@ -267,7 +245,6 @@ export class Outbox<TConnection extends OutboxConnection> {
 
     const finished = performance.now()
     this.#nextPassAt = finished + Math.min((finished - started) * PASS_WAIT_FACTOR, this.#maximumWriteDelay)
-    this.#loopAtPass = performance.eventLoopUtilization()
   }
 }
 
