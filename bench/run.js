@@ -12,7 +12,7 @@
 // Options: --systems=fastify-backplane,floor runs a subset. BENCH_MIN_RATIO_TO_FLOOR and
 // BENCH_MAX_CPU_RATIO_TO_FLOOR override the regression thresholds. BENCH_REFERENCE_PUBLISH_FIRST=1
 // makes the floor and coalescing servers publish before they write to their own sockets, as
-// fastify-backplane does; the settings in the JSON record it. Every step, drain and
+// fastify-backplane does, and the JSON results record it. Every step, drain and
 // connect has a time limit, and a watchdog ends the whole run, so the run ends by itself.
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
