@@ -70,9 +70,10 @@ export async function startRawServer ({ redisUrl, instance, createDelivery }) {
 
   function publish (channel, targets, payload) {
     const bytes = Buffer.from(payload, 'latin1')
-    if (publishFirst) void publisher.publish(channel, Buffer.concat([origin, bytes]))
+    const message = Buffer.concat([origin, bytes])
+    if (publishFirst) void publisher.publish(channel, message)
     deliver(targets, bytes)
-    if (!publishFirst) void publisher.publish(channel, Buffer.concat([origin, bytes]))
+    if (!publishFirst) void publisher.publish(channel, message)
   }
 
   return {

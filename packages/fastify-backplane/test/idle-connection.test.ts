@@ -74,8 +74,8 @@ test('idle socket has one close listener', async (t) => {
   const clients = [await RawHubClient.connect(app), await RawHubClient.connectAndHandshake(app)]
   t.after(() => Promise.all(clients.map((client) => client.close())))
 
-  // ws's own listener stays; the hub releases the connection's place from the WebSocket's
-  // close, so that an idle socket needs no array of listeners.
+  // Only ws's own listener stays. The hub releases the connection's place from the WebSocket's
+  // close, so an idle socket needs no array of listeners.
   const sockets = [...app.websocketServer.clients].map((socket) => (socket as unknown as { _socket: Socket })._socket)
   assert.equal(sockets.length, 2)
   for (const socket of sockets) assert.equal(socket.listenerCount('close'), 1)

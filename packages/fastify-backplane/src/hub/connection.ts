@@ -82,7 +82,10 @@ export class HubConnection {
   #groups: Map<string, Promise<void>> | undefined
   #closeError: Error | undefined
   #closeListeners: Array<() => void> | undefined
-  /** The function that gives the socket's place under the hub's connection limits back, called once on close. */
+  /**
+   * The function that gives the socket's place under the hub's connection limits back. It is
+   * called once, when the socket closes.
+   */
   #releasePlace: (() => void) | undefined
 
   // The socket listeners are shared by all connections and find theirs through the socket, so
