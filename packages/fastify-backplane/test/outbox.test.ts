@@ -43,15 +43,26 @@ class RecordingConnection implements OutboxConnection {
 
 /** A connection whose writes keep the event loop busy for `busyMs`, like many sockets do. */
 class SlowConnection extends RecordingConnection {
+  /** When the last write started and ended, as `performance.now()` times. */
+  lastWrite = { started: 0, ended: 0 }
+
   constructor (id: string, readonly busyMs: number) {
     super(id)
   }
 
   override write (bytes: Buffer, callback: ((err?: Error | null) => void) | undefined): void {
-    const until = performance.now() + this.busyMs
-    while (performance.now() < until);
+    const started = performance.now()
+    while (performance.now() < started + this.busyMs);
+    this.lastWrite = { started, ended: performance.now() }
     super.write(bytes, callback)
   }
+}
+
+/** Waits until `performance.now()` reaches `time`. */
+async function waitUntilTime (time: number): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, time - performance.now())))
+  // A timer may fire up to a millisecond early.
+  while (performance.now() < time) await nextTurn()
 }
 
 async function waitUntil (check: () => boolean, timeout = 5000): Promise<void> {
@@ -269,7 +280,8 @@ test('pacing after a slow pass', async () => {
   await nextTurn()
   assert.deepEqual(slow.text, ['1'])
 
-  // The first pass took at least 50 ms, so the second waits at least three times as long.
+  // The first pass took at least 50 ms, so the second waits at least three times as long: the
+  // frame that starts it came less than that after the one before.
   outbox.broadcast(json('2'), new Set(), sendOne)
   await nextTurn()
   assert.deepEqual(slow.text, ['1'], 'the second pass waits after a slow first one')
@@ -278,6 +290,27 @@ test('pacing after a slow pass', async () => {
   outbox.broadcast(json('3'), new Set(), sendOne)
   await waitUntil(() => slow.writes.length === 2)
   assert.deepEqual(slow.text, ['1', '23'], 'what arrived meanwhile goes out in one write')
+})
+
+test('no wait after a long gap', async () => {
+  const slow = new SlowConnection('slow', 100)
+  const outbox = new Outbox(new Map([['slow', slow]]), 1000)
+  const sendOne = (connection: SlowConnection, frame: Buffer): void => outbox.send(connection, frame)
+
+  const firstSent = performance.now()
+  outbox.broadcast(json('1'), new Set(), sendOne)
+  await nextTurn()
+  assert.deepEqual(slow.text, ['1'])
+
+  // The next pass may start three pass lengths after the first ended. A frame sent more than three
+  // pass lengths after the one before, but before then, is written at the end of its turn.
+  const { started, ended } = slow.lastWrite
+  const passWait = 3 * (ended - started)
+  await waitUntilTime(firstSent + passWait + (ended - firstSent) / 2)
+  assert.ok(performance.now() < ended + passWait, 'the test sends the frame before the paced pass would start')
+  outbox.broadcast(json('2'), new Set(), sendOne)
+  await nextTurn()
+  assert.deepEqual(slow.text, ['1', '2'], 'the frame is written without waiting')
 })
 
 test('pacing capped by maximumWriteDelay', async () => {
