@@ -8,7 +8,15 @@ import { delay, serveRequests } from './lib/rpc.js'
 
 /** Connections opened at once; more would overflow the servers' listen backlog. */
 const CONNECT_CONCURRENCY = 100
+/** Each client pings this often. */
 const PING_INTERVAL_MS = 10_000
+/**
+ * The ping interval is cut into this many slots, and each slot pings its share of the clients,
+ * as clients on their own timers would. Pinging every client in one loop sent each server a burst
+ * of 500 messages every 10 seconds, and in one run at 100,000 deliveries/s the latency samples
+ * right after it reached 37 ms, against a p99 of 14 ms.
+ */
+const PING_SLOTS = 100
 
 let clients = []
 let pingTimer
@@ -108,7 +116,11 @@ async function connect ({ system, ports, members, outsiders = 0, samplers, group
   }
 
   clearInterval(pingTimer)
-  pingTimer = setInterval(() => { for (const client of clients) client.ping() }, PING_INTERVAL_MS)
+  let nextPinged = 0
+  pingTimer = setInterval(() => {
+    const count = Math.ceil(clients.length / PING_SLOTS)
+    for (let index = 0; index < count && clients.length > 0; index++) clients[nextPinged++ % clients.length].ping()
+  }, PING_INTERVAL_MS / PING_SLOTS)
   return { connected: clients.length, seconds: (performance.now() - started) / 1000 }
 }
 
