@@ -313,6 +313,29 @@ test('no wait after a long gap', async () => {
   assert.deepEqual(slow.text, ['1', '2'], 'the frame is written without waiting')
 })
 
+test('no wait for a send after a join', async () => {
+  const slow = new SlowConnection('slow', 100)
+  const joining = new RecordingConnection('joining')
+  const connections = new Map<string, RecordingConnection>([['slow', slow]])
+  const outbox = new Outbox(connections, 1000)
+  const sendOne = (connection: RecordingConnection, frame: Buffer): void => outbox.send(connection, frame)
+
+  const firstSent = performance.now()
+  outbox.broadcast(json('1'), new Set(), sendOne)
+  await nextTurn()
+  // The join schedules a pass that may wait until three pass lengths after the first ended.
+  connections.set('joining', joining)
+  outbox.join(joining)
+
+  const { started, ended } = slow.lastWrite
+  const passWait = 3 * (ended - started)
+  await waitUntilTime(firstSent + passWait + (ended - firstSent) / 2)
+  assert.ok(performance.now() < ended + passWait, 'the test sends the frame before the paced pass would start')
+  outbox.send(joining, frame('handshake'))
+  await nextTurn()
+  assert.deepEqual(joining.text, ['handshake'], 'the frame is written without waiting')
+})
+
 test('pacing capped by maximumWriteDelay', async () => {
   const slow = new SlowConnection('slow', 30)
   const outbox = new Outbox(new Map([['slow', slow]]), 0)

@@ -75,7 +75,10 @@ export class Outbox<TConnection extends OutboxConnection> {
   /** Every shared queue with at least one member, to which a broadcast to all appends. */
   #sharedQueues = new Set<SharedQueue>()
   readonly #maximumWriteDelay: number
+  /** Whether a pass is scheduled, at the end of a turn or by `#waitTimer`. */
   #scheduled = false
+  /** The timer of a scheduled pass that waits, which a pass due sooner replaces. */
+  #waitTimer: ReturnType<typeof setTimeout> | undefined
   /** How long the outbox waits after the last pass before the next, in ms. */
   #passWait = 0
   /** When the next pass may start, as a `performance.now()` time. */
@@ -230,13 +233,29 @@ export class Outbox<TConnection extends OutboxConnection> {
     this.#schedule(frequent ? this.#nextPassAt - now : 0)
   }
 
-  /** Schedules the next pass `wait` ms from now, or at the end of this turn. */
+  /**
+   * Schedules the next pass `wait` ms from now, or at the end of this turn. A pass at the end of
+   * the turn replaces one that waits, such as the pass a `join()` scheduled.
+   */
   #schedule (wait = 0): void {
-    if (this.#scheduled) return
-    this.#scheduled = true
     // Timers fire no sooner than 1 ms, so a shorter wait ends with this turn instead.
-    if (wait >= 1) setTimeout(() => this.#flush(), wait)
-    else setImmediate(() => this.#flush())
+    if (wait >= 1) {
+      if (this.#scheduled) return
+      this.#scheduled = true
+      this.#waitTimer = setTimeout(() => {
+        this.#waitTimer = undefined
+        this.#flush()
+      }, wait)
+      return
+    }
+    if (this.#waitTimer !== undefined) {
+      clearTimeout(this.#waitTimer)
+      this.#waitTimer = undefined
+    } else if (this.#scheduled) {
+      return
+    }
+    this.#scheduled = true
+    setImmediate(() => this.#flush())
   }
 
   #flush (): void {
