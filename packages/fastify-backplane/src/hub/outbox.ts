@@ -50,9 +50,9 @@ interface SharedQueue extends FrameList {
  * `maximumWriteDelay`, before the next one. Until the wait reaches that cap, the event loop
  * spends at most about a quarter of its time writing, and the frames that arrive meanwhile share
  * the next pass's system calls. The wait applies only while frames come more often than it
- * lasts: a frame that arrives longer than the wait after the frame before it is written at the
- * end of its turn, because waiting would delay it without gathering another. A pass over a few
- * sockets takes microseconds, so a quiet or small hub writes every turn.
+ * lasts: unless the last two gaps between frames were both shorter than the wait, a frame is
+ * written at the end of its turn, because waiting would delay it without gathering another. A
+ * pass over a few sockets takes microseconds, so a quiet or small hub writes every turn.
  *
  * A broadcast to every connection is not copied into each connection's queue. The outbox keeps
  * one list of such frames per protocol, and in the next pass each connection that was sent
@@ -85,6 +85,8 @@ export class Outbox<TConnection extends OutboxConnection> {
   #nextPassAt = 0
   /** When a frame was last queued, as a `performance.now()` time. */
   #lastFrameAt = -Infinity
+  /** The gap between the last frame and the one before it, in ms. */
+  #lastFrameGap = Infinity
 
   constructor (connections: ReadonlyMap<string, TConnection>, maximumWriteDelay: number) {
     this.#connections = connections
@@ -223,13 +225,16 @@ export class Outbox<TConnection extends OutboxConnection> {
   }
 
   /**
-   * Schedules the pass for a frame queued now. It waits for `#nextPassAt` only if the frame before
-   * came less than the wait earlier, so that the wait is likely to gather more frames.
+   * Schedules the pass for a frame queued now. It waits for `#nextPassAt` only if the last two
+   * gaps between frames were both shorter than the wait, so that the wait is likely to gather
+   * more frames. One short gap after a frame that came late does not make it wait.
    */
   #frameQueued (): void {
     const now = performance.now()
-    const frequent = now - this.#lastFrameAt < this.#passWait
+    const gap = now - this.#lastFrameAt
+    const frequent = Math.max(gap, this.#lastFrameGap) < this.#passWait
     this.#lastFrameAt = now
+    this.#lastFrameGap = gap
     this.#schedule(frequent ? this.#nextPassAt - now : 0)
   }
 
