@@ -50,9 +50,9 @@ interface SharedQueue extends FrameList {
  * `maximumWriteDelay`, before the next one. Until the wait reaches that cap, the event loop
  * spends at most about a quarter of its time writing, and the frames that arrive meanwhile share
  * the next pass's system calls. The wait applies only while frames come more often than it
- * lasts: unless the last two gaps between frames were both shorter than the wait, a frame is
- * written at the end of its turn, because waiting would delay it without gathering another. A
- * pass over a few sockets takes microseconds, so a quiet or small hub writes every turn.
+ * lasts. Unless the last two gaps between frames were both shorter than the wait, a frame is
+ * written at the end of its turn, because waiting would then delay it without gathering another.
+ * A pass over a few sockets takes microseconds, so a quiet or small hub writes every turn.
  *
  * A broadcast to every connection is not copied into each connection's queue. The outbox keeps
  * one list of such frames per protocol, and in the next pass each connection that was sent
