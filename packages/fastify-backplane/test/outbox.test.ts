@@ -320,7 +320,7 @@ test('no wait for sparse frames', async () => {
   assert.deepEqual(slow.text, ['1', '2', '3'], 'one short gap does not make the pass wait')
 })
 
-test('no wait for a send after a join', async () => {
+test('no wait for send after join', async () => {
   const slow = new SlowConnection('slow', 100)
   const joining = new RecordingConnection('joining')
   const connections = new Map<string, RecordingConnection>([['slow', slow]])

@@ -15,7 +15,7 @@ export interface OutboxConnection {
  * event loop spends at most about a quarter of its time writing. `pnpm bench` measured it on a
  * 2-core AMD EPYC virtual machine at 1,000 clients and 100,000 deliveries/s. Against a wait as
  * long as the pass, server CPU per delivery fell by about a fifth, and median latency rose by
- * 1.3 to 2 ms. The wait applies only while frames arrive more often than it lasts.
+ * 1.3 to 2 ms.
  */
 const PASS_WAIT_FACTOR = 3
 
