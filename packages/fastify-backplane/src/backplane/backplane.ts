@@ -17,7 +17,7 @@ import type { Transport } from '../transport/transport.js'
 import { ChannelNames } from './channels.js'
 import { createHubClients } from './clients.js'
 import type { ClientMethodMap, ClientMethods, HubClients } from './clients.js'
-import { decodeEnvelope, encodeEnvelope, UnsupportedEnvelopeError } from './envelope.js'
+import { decodeEnvelope, encodeEnvelope, invocationHeaderStart, isInvocationFrom, UnsupportedEnvelopeError } from './envelope.js'
 import type { ClientInvocationEnvelope, Envelope, GroupCommandEnvelope, InvocationEnvelope, PresenceQueryEnvelope, ProbeEnvelope, ReplyEnvelope } from './envelope.js'
 import { RecentIds } from './recent-ids.js'
 import type { Target } from './target.js'
@@ -130,6 +130,8 @@ export class Backplane {
    * echo detection and duplicate detection never confuse two processes.
    */
   readonly #origin: string
+  /** The first bytes of every invocation envelope this process publishes, to drop its echo unparsed. */
+  readonly #ownInvocationStart: Buffer
   /**
    * The channel that carries messages for the connections this instance issued ids to (see
    * `issueConnectionId()`), subscribed once, so that those connections need no channel each.
@@ -158,6 +160,7 @@ export class Backplane {
   constructor (settings: BackplaneSettings) {
     this.instanceId = settings.instanceId
     this.#origin = `${settings.instanceId}#${randomBytes(6).toString('base64url')}`
+    this.#ownInvocationStart = invocationHeaderStart(this.#origin)
     this.#settings = settings
     this.#transport = settings.transport
     this.#channels = new ChannelNames(settings.channelPrefix)
@@ -472,6 +475,8 @@ export class Backplane {
 
   #receive (channel: string, payload: Buffer): void {
     this.#lastMessageAt = Date.now()
+    // The echo of this process's own broadcasts, which it delivered locally when it sent them.
+    if (isInvocationFrom(payload, this.#ownInvocationStart)) return
     let envelope: Envelope
     try {
       envelope = decodeEnvelope(payload)

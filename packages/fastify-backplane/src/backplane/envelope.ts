@@ -93,8 +93,10 @@ export function encodeEnvelope (envelope: Envelope): Buffer {
   let header: Header
   let frames: Buffer[] = []
   if (envelope.type === 'invocation') {
-    const { frames: byProtocol, except, ...rest } = envelope
-    header = { ...rest, frames: [...byProtocol].map(([name, frame]) => [name, frame.length]) }
+    const { origin, id, hub, target, except, frames: byProtocol } = envelope
+    // `type` and `origin` come first, in this order, so that `isInvocationFrom()` can recognise
+    // an instance's own echo from the first bytes.
+    header = { type: 'invocation', origin, id, hub, target, frames: [...byProtocol].map(([name, frame]) => [name, frame.length]) }
     if (except.length > 0) header.except = except
     frames = [...byProtocol.values()]
   } else {
@@ -106,6 +108,25 @@ export function encodeEnvelope (envelope: Envelope): Buffer {
   prefix.writeUInt8(ENVELOPE_VERSION, 0)
   prefix.writeUInt32BE(headerBytes.length, 1)
   return Buffer.concat([prefix, headerBytes, ...frames])
+}
+
+/**
+ * Returns the first bytes of the JSON header of every invocation envelope that `origin`
+ * publishes, for `isInvocationFrom()`. The closing quote and the comma after the origin keep
+ * one origin from matching another that starts with it.
+ */
+export function invocationHeaderStart (origin: string): Buffer {
+  return Buffer.from(`{"type":"invocation","origin":${JSON.stringify(origin)},`, 'utf8')
+}
+
+/**
+ * Checks whether `payload` is an invocation envelope that the origin of `headerStart` published.
+ * The sender drops its own echo this way, with a byte comparison instead of parsing the header.
+ */
+export function isInvocationFrom (payload: Buffer, headerStart: Buffer): boolean {
+  return payload.length >= 5 + headerStart.length &&
+    payload[0] === ENVELOPE_VERSION &&
+    payload.compare(headerStart, 0, headerStart.length, 5, 5 + headerStart.length) === 0
 }
 
 /** Decodes an envelope; frames are views into `payload`, not copies. */
