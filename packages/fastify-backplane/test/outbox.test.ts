@@ -320,6 +320,35 @@ test('no wait for sparse frames', async () => {
   assert.deepEqual(slow.text, ['1', '2', '3'], 'one short gap does not make the pass wait')
 })
 
+test('broadcast to own queues counts once', async () => {
+  const slow = new SlowConnection('slow', 100)
+  const joining = new RecordingConnection('joining')
+  const connections = new Map<string, RecordingConnection>([['slow', slow]])
+  const outbox = new Outbox(connections, 1000)
+  const sendOne = (connection: RecordingConnection, frame: Buffer): void => outbox.send(connection, frame)
+
+  const firstSent = performance.now()
+  outbox.broadcast(json('1'), new Set(), sendOne)
+  await nextTurn()
+
+  // A sparse broadcast that also reaches a connection with its own queue, the one that joined.
+  const { started, ended } = slow.lastWrite
+  const passWait = 3 * (ended - started)
+  await waitUntilTime(firstSent + passWait + (ended - firstSent) / 2)
+  connections.set('joining', joining)
+  outbox.join(joining)
+  outbox.broadcast(json('2'), new Set(), sendOne)
+  await nextTurn()
+  assert.deepEqual(slow.text, ['1', '2'])
+  assert.deepEqual(joining.text, ['2'])
+
+  // The next frame comes one pass length later, less than the wait. The gap before the second
+  // broadcast was longer than the wait, and its copy for the joining connection is no gap.
+  outbox.broadcast(json('3'), new Set(), sendOne)
+  await nextTurn()
+  assert.deepEqual(slow.text, ['1', '2', '3'], 'the frame is written without waiting')
+})
+
 test('no wait for send after join', async () => {
   const slow = new SlowConnection('slow', 100)
   const joining = new RecordingConnection('joining')

@@ -87,6 +87,11 @@ export class Outbox<TConnection extends OutboxConnection> {
   #lastFrameAt = -Infinity
   /** The gap between the last frame and the one before it, in ms. */
   #lastFrameGap = Infinity
+  /**
+   * Whether a broadcast or multicast is handing its frame to connections with their own queues.
+   * Those copies are one arrival, which the broadcast counts once when it is queued.
+   */
+  #fanningOut = false
 
   constructor (connections: ReadonlyMap<string, TConnection>, maximumWriteDelay: number) {
     this.#connections = connections
@@ -99,7 +104,7 @@ export class Outbox<TConnection extends OutboxConnection> {
     queue.frames.push(frame)
     queue.bytes += frame.length
     if (callback !== undefined) queue.callbacks.push(callback)
-    this.#frameQueued()
+    if (!this.#fanningOut) this.#frameQueued()
   }
 
   /**
@@ -108,10 +113,15 @@ export class Outbox<TConnection extends OutboxConnection> {
    */
   broadcast (frames: ReadonlyMap<HubProtocol, Buffer>, except: ReadonlySet<TConnection>, sendOne: (connection: TConnection, frame: Buffer) => void): void {
     for (const connection of except) this.#queues.get(connection) ?? this.#separate(connection)
-    for (const connection of this.#queues.keys()) {
-      if (except.has(connection) || connection.protocol === undefined) continue
-      const frame = frames.get(connection.protocol)
-      if (frame !== undefined) sendOne(connection, frame)
+    this.#fanningOut = true
+    try {
+      for (const connection of this.#queues.keys()) {
+        if (except.has(connection) || connection.protocol === undefined) continue
+        const frame = frames.get(connection.protocol)
+        if (frame !== undefined) sendOne(connection, frame)
+      }
+    } finally {
+      this.#fanningOut = false
     }
     // Every member of a shared queue receives this broadcast, because `except` left theirs above.
     for (const queue of this.#sharedQueues) {
@@ -142,27 +152,32 @@ export class Outbox<TConnection extends OutboxConnection> {
     // The queue that recipients move to, keyed by the shared queue they leave, or by their
     // protocol for those that had none.
     const destinations = new Map<SharedQueue | HubProtocol, SharedQueue>()
-    for (const connection of recipients) {
-      const protocol = connection.protocol
-      const frame = protocol === undefined ? undefined : frames.get(protocol)
-      if (protocol === undefined || frame === undefined) continue
-      if (this.#queues.has(connection)) {
-        sendOne(connection, frame)
-        continue
-      }
+    this.#fanningOut = true
+    try {
+      for (const connection of recipients) {
+        const protocol = connection.protocol
+        const frame = protocol === undefined ? undefined : frames.get(protocol)
+        if (protocol === undefined || frame === undefined) continue
+        if (this.#queues.has(connection)) {
+          sendOne(connection, frame)
+          continue
+        }
 
-      const current = this.#shared.get(connection)
-      const key = current ?? protocol
-      let destination = destinations.get(key)
-      if (destination === undefined) {
-        const before = current ?? this.#broadcasts.get(protocol)
-        destination = { protocol, frames: [...before?.frames ?? [], frame], bytes: (before?.bytes ?? 0) + frame.length, members: 0 }
-        destinations.set(key, destination)
-        this.#sharedQueues.add(destination)
+        const current = this.#shared.get(connection)
+        const key = current ?? protocol
+        let destination = destinations.get(key)
+        if (destination === undefined) {
+          const before = current ?? this.#broadcasts.get(protocol)
+          destination = { protocol, frames: [...before?.frames ?? [], frame], bytes: (before?.bytes ?? 0) + frame.length, members: 0 }
+          destinations.set(key, destination)
+          this.#sharedQueues.add(destination)
+        }
+        if (current !== undefined) this.#leave(current)
+        destination.members++
+        this.#shared.set(connection, destination)
       }
-      if (current !== undefined) this.#leave(current)
-      destination.members++
-      this.#shared.set(connection, destination)
+    } finally {
+      this.#fanningOut = false
     }
     this.#frameQueued()
   }
@@ -227,7 +242,8 @@ export class Outbox<TConnection extends OutboxConnection> {
   /**
    * Schedules the pass for a frame queued now. It waits for `#nextPassAt` only if the last two
    * gaps between frames were both shorter than the wait, so that the wait is likely to gather
-   * more frames. One short gap after a frame that came late does not make it wait.
+   * more frames. One short gap after a frame that came late does not make it wait. A broadcast
+   * or multicast counts as one frame, however many queues it reaches.
    */
   #frameQueued (): void {
     const now = performance.now()
