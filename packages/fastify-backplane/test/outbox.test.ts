@@ -293,22 +293,34 @@ test('pacing after a slow pass', async () => {
   assert.deepEqual(slow.text, ['12', '34'], 'what arrived meanwhile goes out in one write')
 })
 
-test('no wait for sparse frames', async () => {
+/**
+ * Broadcasts one frame to a connection whose writes take 100 ms. Returns the outbox and `sparseAt`,
+ * a time when a frame follows the first by more than the wait, yet comes before the paced pass.
+ */
+async function afterOneSlowPass () {
   const slow = new SlowConnection('slow', 100)
-  const outbox = new Outbox(new Map([['slow', slow]]), 1000)
-  const sendOne = (connection: SlowConnection, frame: Buffer): void => outbox.send(connection, frame)
+  const connections = new Map<string, RecordingConnection>([['slow', slow]])
+  const outbox = new Outbox(connections, 1000)
+  const sendOne = (connection: RecordingConnection, frame: Buffer): void => outbox.send(connection, frame)
 
   const firstSent = performance.now()
   outbox.broadcast(json('1'), new Set(), sendOne)
   await nextTurn()
   assert.deepEqual(slow.text, ['1'])
 
-  // The next pass may start three pass lengths after the first ended. A frame sent more than three
-  // pass lengths after the one before, but before then, is written at the end of its turn.
+  // The next pass may start three pass lengths after the first ended.
   const { started, ended } = slow.lastWrite
   const passWait = 3 * (ended - started)
-  await waitUntilTime(firstSent + passWait + (ended - firstSent) / 2)
-  assert.ok(performance.now() < ended + passWait, 'the test sends the frame before the paced pass would start')
+  return { slow, connections, outbox, sendOne, sparseAt: firstSent + passWait + (ended - firstSent) / 2, pacedPassAt: ended + passWait }
+}
+
+test('no wait for sparse frames', async () => {
+  const { slow, outbox, sendOne, sparseAt, pacedPassAt } = await afterOneSlowPass()
+
+  // A frame sent more than three pass lengths after the one before, but before the paced pass,
+  // is written at the end of its turn.
+  await waitUntilTime(sparseAt)
+  assert.ok(performance.now() < pacedPassAt, 'the test sends the frame before the paced pass would start')
   outbox.broadcast(json('2'), new Set(), sendOne)
   await nextTurn()
   assert.deepEqual(slow.text, ['1', '2'], 'the frame is written without waiting')
@@ -321,20 +333,12 @@ test('no wait for sparse frames', async () => {
 })
 
 test('broadcast to own queues counts once', async () => {
-  const slow = new SlowConnection('slow', 100)
+  const { slow, connections, outbox, sendOne, sparseAt, pacedPassAt } = await afterOneSlowPass()
   const joining = new RecordingConnection('joining')
-  const connections = new Map<string, RecordingConnection>([['slow', slow]])
-  const outbox = new Outbox(connections, 1000)
-  const sendOne = (connection: RecordingConnection, frame: Buffer): void => outbox.send(connection, frame)
-
-  const firstSent = performance.now()
-  outbox.broadcast(json('1'), new Set(), sendOne)
-  await nextTurn()
 
   // A sparse broadcast that also reaches a connection with its own queue, the one that joined.
-  const { started, ended } = slow.lastWrite
-  const passWait = 3 * (ended - started)
-  await waitUntilTime(firstSent + passWait + (ended - firstSent) / 2)
+  await waitUntilTime(sparseAt)
+  assert.ok(performance.now() < pacedPassAt, 'the test sends the frame before the paced pass would start')
   connections.set('joining', joining)
   outbox.join(joining)
   outbox.broadcast(json('2'), new Set(), sendOne)
@@ -350,23 +354,15 @@ test('broadcast to own queues counts once', async () => {
 })
 
 test('no wait for send after join', async () => {
-  const slow = new SlowConnection('slow', 100)
+  const { connections, outbox, sparseAt, pacedPassAt } = await afterOneSlowPass()
   const joining = new RecordingConnection('joining')
-  const connections = new Map<string, RecordingConnection>([['slow', slow]])
-  const outbox = new Outbox(connections, 1000)
-  const sendOne = (connection: RecordingConnection, frame: Buffer): void => outbox.send(connection, frame)
 
-  const firstSent = performance.now()
-  outbox.broadcast(json('1'), new Set(), sendOne)
-  await nextTurn()
   // The join schedules a pass that may wait until three pass lengths after the first ended.
   connections.set('joining', joining)
   outbox.join(joining)
 
-  const { started, ended } = slow.lastWrite
-  const passWait = 3 * (ended - started)
-  await waitUntilTime(firstSent + passWait + (ended - firstSent) / 2)
-  assert.ok(performance.now() < ended + passWait, 'the test sends the frame before the paced pass would start')
+  await waitUntilTime(sparseAt)
+  assert.ok(performance.now() < pacedPassAt, 'the test sends the frame before the paced pass would start')
   outbox.send(joining, frame('handshake'))
   await nextTurn()
   assert.deepEqual(joining.text, ['handshake'], 'the frame is written without waiting')
