@@ -65,6 +65,12 @@ export const PublishFailedError = createError<[string, string]>(
   500
 )
 
+export const RedisUnreachableError = createError<[string, number, string]>(
+  'FST_BACKPLANE_REDIS_UNREACHABLE',
+  'Redis at %s was not ready within %d ms (last error: %s). Check that the redis option or REDIS_URL names a running server, or raise connectTimeout.',
+  500
+)
+
 export const SubscribeFailedError = createError<[string, string]>(
   'FST_BACKPLANE_SUBSCRIBE_FAILED',
   'Subscribing to channel "%s" failed: %s. Check that Redis is reachable.',

@@ -79,6 +79,14 @@ export interface BackplaneBaseOptions {
    * @default 5000
    */
   closeTimeout?: number | undefined
+  /**
+   * How long `ready()` waits for the connection to the Redis server that `redis` names, in
+   * milliseconds, before it fails with `FST_BACKPLANE_REDIS_UNREACHABLE`. The default is below
+   * Fastify's default `pluginTimeout` (10 s), so that this error, which names the server and the
+   * last connection error, comes first. A client the app passes in is not waited for.
+   * @default 8000
+   */
+  connectTimeout?: number | undefined
 }
 
 /** Cluster nodes and options, or a Cluster client that the app already has. */
@@ -106,6 +114,7 @@ export interface ResolvedBackplaneOptions {
   clientResultTimeout: number
   healthCheckInterval: number
   closeTimeout: number
+  connectTimeout: number
 }
 
 export function resolveBackplaneOptions (options: BackplaneOptions): ResolvedBackplaneOptions {
@@ -120,7 +129,8 @@ export function resolveBackplaneOptions (options: BackplaneOptions): ResolvedBac
     presenceTimeout = 2000,
     clientResultTimeout = 30_000,
     healthCheckInterval = 5000,
-    closeTimeout = 5000
+    closeTimeout = 5000,
+    connectTimeout = 8000
   } = options
 
   if (redis !== undefined && typeof redis !== 'string' && (typeof redis !== 'object' || redis === null)) {
@@ -145,7 +155,7 @@ export function resolveBackplaneOptions (options: BackplaneOptions): ResolvedBac
   if (typeof instanceId !== 'string' || instanceId === '') {
     throw new InvalidOptionError('instanceId', `expected a non-empty string, got ${JSON.stringify(instanceId)}`, 'Leave it out to get a random id.')
   }
-  for (const [name, value, fallback] of [['groupCommandTimeout', groupCommandTimeout, 30_000], ['presenceTimeout', presenceTimeout, 2000], ['clientResultTimeout', clientResultTimeout, 30_000], ['healthCheckInterval', healthCheckInterval, 5000], ['closeTimeout', closeTimeout, 5000]] as const) {
+  for (const [name, value, fallback] of [['groupCommandTimeout', groupCommandTimeout, 30_000], ['presenceTimeout', presenceTimeout, 2000], ['clientResultTimeout', clientResultTimeout, 30_000], ['healthCheckInterval', healthCheckInterval, 5000], ['closeTimeout', closeTimeout, 5000], ['connectTimeout', connectTimeout, 8000]] as const) {
     if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
       throw new InvalidOptionError(name, `expected a non-negative number of milliseconds, got ${describeValue(value)}`, `Leave it out for ${fallback}.`)
     }
@@ -162,6 +172,7 @@ export function resolveBackplaneOptions (options: BackplaneOptions): ResolvedBac
     presenceTimeout,
     clientResultTimeout,
     healthCheckInterval: Math.max(10, healthCheckInterval),
-    closeTimeout
+    closeTimeout,
+    connectTimeout
   }
 }

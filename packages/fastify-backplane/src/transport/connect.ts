@@ -2,7 +2,7 @@ import fastifyRedis from '@fastify/redis'
 import type { FastifyInstance } from 'fastify'
 import { Cluster, Redis } from 'ioredis'
 import type { ClusterOptions, RedisOptions } from 'ioredis'
-import { InvalidOptionError } from '../errors.js'
+import { InvalidOptionError, RedisUnreachableError } from '../errors.js'
 import type { ResolvedBackplaneOptions } from '../backplane/options.js'
 import { ThrottledWarnings } from '../backplane/throttled-log.js'
 import { InProcessTransport } from './in-process.js'
@@ -25,12 +25,12 @@ export async function connectTransport (fastify: FastifyInstance, options: Resol
   const owned: Redis[] = []
   const publisher = isRedisClient(options.redis)
     ? options.redis
-    : await openPublisher(fastify, toRedisOptions(options.redis, options.redisRejectUnauthorized), owned)
+    : await openPublisher(fastify, toRedisOptions(options.redis, options.redisRejectUnauthorized), owned, options.connectTimeout)
   const subscriber = publisher.duplicate({ retryStrategy: reconnectDelay })
   owned.push(subscriber)
 
   // Only the plugin's own connections: errors of a client the app passed in are the app's to log.
-  for (const client of owned) reportConnectionErrors(fastify, client, client === subscriber ? 'subscriber' : 'publisher')
+  reportConnectionErrors(fastify, subscriber, 'subscriber')
   fastify.log.info({ transport: 'redis', instanceId: options.instanceId, ...describeConnection(publisher.options) }, 'backplane uses Redis pub/sub')
   return new RedisTransport({ publisher, subscriber, owned, closeTimeout: options.closeTimeout, log: fastify.log })
 }
@@ -88,9 +88,13 @@ function toRedisOptions (redis: string | RedisOptions, rejectUnauthorized: boole
  * PING checks the connection instead. The transport quits the client on close, which stays
  * safe when the connection has already ended.
  */
-async function openPublisher (fastify: FastifyInstance, redisOptions: RedisOptions, owned: Redis[]): Promise<Redis> {
+async function openPublisher (fastify: FastifyInstance, redisOptions: RedisOptions, owned: Redis[], connectTimeout: number): Promise<Redis> {
   const client = new Redis({ retryStrategy: reconnectDelay, ...redisOptions })
   owned.push(client)
+  // Reported from the start, so that a server that refuses connections shows in the log while
+  // ready() waits.
+  reportConnectionErrors(fastify, client, 'publisher')
+  await waitUntilReady(client, connectTimeout)
   if (fastify.hasDecorator('redis')) {
     await client.ping()
     return client
@@ -100,6 +104,37 @@ async function openPublisher (fastify: FastifyInstance, redisOptions: RedisOptio
     await child.register(fastifyRedis, { client, closeClient: false })
   })
   return client
+}
+
+/**
+ * Waits until a new client has connected and is ready for commands. After `timeout` ms it
+ * disconnects the client, which would otherwise keep retrying, and fails with the last error.
+ */
+async function waitUntilReady (client: Redis, timeout: number): Promise<void> {
+  if (client.status === 'ready') return
+  // A client made with lazyConnect waits for its first command. Its errors reach the listeners.
+  if (client.status === 'wait') client.connect().catch(() => {})
+  let lastError = 'no reply'
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error): void => { lastError = err.message }
+    const onReady = (): void => {
+      cleanUp()
+      resolve()
+    }
+    const timer = setTimeout(() => {
+      cleanUp()
+      client.disconnect()
+      const { host, port } = client.options
+      reject(new RedisUnreachableError(`${host ?? 'localhost'}:${port ?? 6379}`, timeout, lastError))
+    }, timeout)
+    const cleanUp = (): void => {
+      clearTimeout(timer)
+      client.off('ready', onReady)
+      client.off('error', onError)
+    }
+    client.on('ready', onReady)
+    client.on('error', onError)
+  })
 }
 
 /**
