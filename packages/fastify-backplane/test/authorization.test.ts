@@ -249,7 +249,9 @@ test('invalid method definitions fail ready', async (t) => {
     { Bad: { handler: () => {}, schema: { type: 'array', itemz: {} } } },
     { Bad: { handler: () => {}, schema: 'array' as unknown as object } },
     { Bad: { schema: {} } as unknown as () => void },
-    { Bad: { handler: () => {}, authorize: true as unknown as () => boolean } }
+    { Bad: { handler: () => {}, authorize: true as unknown as () => boolean } },
+    'JoinRoom' as unknown as HubOptions['methods'],
+    [() => {}] as unknown as HubOptions['methods']
   ]
   for (const methods of invalid) {
     const app = Fastify()
@@ -258,4 +260,15 @@ test('invalid method definitions fail ready', async (t) => {
     void app.register(hub, { path: '/testHub', methods })
     await assert.rejects(async () => { await app.ready() }, { code: 'FST_BACKPLANE_INVALID_OPTION' }, JSON.stringify(methods))
   }
+})
+
+test('methods given as a string fail ready', async (t) => {
+  const app = Fastify()
+  t.after(() => app.close())
+  void app.register(backplane)
+  void app.register(hub, { path: '/testHub', methods: 'JoinRoom' as unknown as HubOptions['methods'] })
+  await assert.rejects(async () => { await app.ready() }, {
+    code: 'FST_BACKPLANE_INVALID_OPTION',
+    message: 'Invalid option "methods": expected an object or a Map of method names to functions, got "JoinRoom". Pass { MethodName: (context, ...args) => result }.'
+  })
 })

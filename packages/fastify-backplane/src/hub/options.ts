@@ -421,6 +421,10 @@ export function resolveHubOptions (options: HubOptions): ResolvedHubOptions {
 }
 
 function resolveMethods (methods: NonNullable<HubOptions['methods']>): ResolvedHubOptions['methods'] {
+  // Object.entries() would read a string as a list of one-character method names.
+  if (typeof methods !== 'object' || methods === null || Array.isArray(methods)) {
+    throw new InvalidOptionError('methods', `expected an object or a Map of method names to functions, got ${describeValue(methods)}`, 'Pass { MethodName: (context, ...args) => result }.')
+  }
   const entries = methods instanceof Map ? [...methods] : Object.entries(methods)
   const resolved: ResolvedHubOptions['methods'] = new Map()
   const compileSchema = createArgumentValidatorCompiler()
