@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis'
 import { InvalidOptionError } from '../errors.js'
 import { describeValue } from '../describe-value.js'
+import { rejectUnknownOptions } from '../unknown-options.js'
 import type { InProcessBus } from '../transport/in-process.js'
 
 /**
@@ -117,7 +118,24 @@ export interface ResolvedBackplaneOptions {
   connectTimeout: number
 }
 
+/** Every option name, for `rejectUnknownOptions()`. The type keeps it in step with the options. */
+const OPTION_NAMES: Record<keyof BackplaneBaseOptions, true> = {
+  redis: true,
+  redisCluster: true,
+  channelPrefix: true,
+  redisRejectUnauthorized: true,
+  instanceId: true,
+  inProcessBus: true,
+  groupCommandTimeout: true,
+  presenceTimeout: true,
+  clientResultTimeout: true,
+  healthCheckInterval: true,
+  closeTimeout: true,
+  connectTimeout: true
+}
+
 export function resolveBackplaneOptions (options: BackplaneOptions): ResolvedBackplaneOptions {
+  rejectUnknownOptions(options, OPTION_NAMES)
   const {
     redis,
     redisCluster,

@@ -4,6 +4,7 @@ import type { ClientMethodMap, ClientMethods, ClientProxy, HubClients, SingleCli
 import type { BroadcastOptions } from '../backplane/targets.js'
 import { InvalidOptionError } from '../errors.js'
 import { describeValue } from '../describe-value.js'
+import { rejectUnknownOptions } from '../unknown-options.js'
 import { jsonHubProtocol } from '../protocol/json.js'
 import { resolveLimit } from './limits.js'
 import { resolveAllowedOrigins } from './origin.js'
@@ -356,7 +357,45 @@ export interface ResolvedHubOptions {
   maximumWebSocketMessageSize: number
 }
 
+/** Every option name, for `rejectUnknownOptions()`. The type keeps it in step with the options. */
+const OPTION_NAMES: Record<keyof HubOptions, true> = {
+  path: true,
+  name: true,
+  methods: true,
+  authenticate: true,
+  onConnected: true,
+  onDisconnected: true,
+  protocols: true,
+  keepAliveInterval: true,
+  clientTimeoutInterval: true,
+  handshakeTimeout: true,
+  maximumReceiveMessageSize: true,
+  maximumOutgoingBufferSize: true,
+  maximumWriteDelay: true,
+  maximumParallelInvocationsPerClient: true,
+  maximumQueuedInvocationsPerClient: true,
+  streamBufferCapacity: true,
+  clientResultTimeout: true,
+  negotiateSecret: true,
+  connectionTokenLifetime: true,
+  enableDetailedErrors: true,
+  closeTimeout: true,
+  allowedOrigins: true,
+  authorize: true,
+  authorizeGroup: true,
+  maximumConnections: true,
+  maximumConnectionsPerIp: true,
+  maximumInvocationsPerSecond: true,
+  maximumRateLimitedInvocations: true,
+  maximumUploadStreamsPerClient: true,
+  maximumGroupsPerClient: true,
+  maximumInvocationIdLength: true,
+  maximumMethodNameLength: true,
+  maximumWebSocketMessageSize: true
+}
+
 export function resolveHubOptions (options: HubOptions): ResolvedHubOptions {
+  rejectUnknownOptions(options, OPTION_NAMES)
   const { path, name = path, authenticate, onConnected, onDisconnected, protocols = [jsonHubProtocol, messagePackHubProtocol] } = options
 
   if (typeof path !== 'string' || !path.startsWith('/')) {
