@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { createRequire } from 'node:module'
 import { hostname } from 'node:os'
 import { dirname } from 'node:path'
+import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import fastifyRedis from '@fastify/redis'
 import fastifyStatic from '@fastify/static'
@@ -57,6 +58,12 @@ export interface AppOptions {
 }
 
 const publicDirectory = fileURLToPath(new URL('../public/', import.meta.url))
+/**
+ * How long a failed start waits for `close()`. With a Redis server that refuses connections,
+ * closing the client that never connected took 64 s in one run.
+ */
+const FAILED_START_CLOSE_MS = 2000
+
 const signalrBrowserDirectory = dirname(
   createRequire(import.meta.url).resolve('@microsoft/signalr/dist/browser/signalr.min.js')
 )
@@ -131,7 +138,7 @@ export async function buildApp (options: AppOptions = {}): Promise<FastifyInstan
     await app.ready()
   } catch (err) {
     app.log.error({ err }, 'app failed to start')
-    await app.close()
+    await Promise.race([app.close(), delay(FAILED_START_CLOSE_MS, undefined, { ref: false })])
     throw err
   }
   return app

@@ -119,3 +119,16 @@ test('server entry never logs the Redis password', { timeout: 30_000 }, async (t
   assert.match(String((failures[0]?.err as { message?: string } | undefined)?.message), /WRONGPASS/)
   assert.ok(!server.output().includes('hunter2-secret'), 'no output contains the password')
 })
+
+test('server entry exits when Redis refuses', { timeout: 45_000 }, async (t) => {
+  const port = await freePort()
+  const closedRedisPort = await freePort()
+  const server = startServer({ PORT: String(port), HOST: '127.0.0.1', REDIS_URL: `redis://127.0.0.1:${closedRedisPort}` })
+  cleanUpAtEnd(t, () => { if (server.child.exitCode === null) server.child.kill('SIGKILL') })
+
+  // Fastify's plugin timeout (10 s) ends the start, and the close after it is bounded.
+  const [code] = await once(server.child, 'exit')
+  assert.equal(code, 1, `exit code. Output:\n${server.output()}`)
+  const failures = server.lines.filter((line) => line.msg === 'app failed to start')
+  assert.equal(failures.length, 1, `logs "app failed to start" once. Output:\n${server.output()}`)
+})
