@@ -114,7 +114,7 @@ async function waitUntilReady (client: Redis, timeout: number): Promise<void> {
   if (client.status === 'ready') return
   // A client made with lazyConnect waits for its first command. Its errors reach the listeners.
   if (client.status === 'wait') client.connect().catch(() => {})
-  let lastError = 'no reply'
+  let lastError = 'none reported'
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => { lastError = err.message }
     const onReady = (): void => {
@@ -124,8 +124,8 @@ async function waitUntilReady (client: Redis, timeout: number): Promise<void> {
     const timer = setTimeout(() => {
       cleanUp()
       client.disconnect()
-      const { host, port } = client.options
-      reject(new RedisUnreachableError(`${host ?? 'localhost'}:${port ?? 6379}`, timeout, lastError))
+      const { host, port, path } = client.options
+      reject(new RedisUnreachableError(path ?? `${host ?? 'localhost'}:${port ?? 6379}`, timeout, lastError))
     }, timeout)
     const cleanUp = (): void => {
       clearTimeout(timer)
