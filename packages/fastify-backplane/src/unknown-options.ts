@@ -17,10 +17,11 @@ export function rejectUnknownOptions (options: object, known: Readonly<Record<st
 
 /** Returns the name in `names` within a third of `name`'s length in edits, ignoring case, if any. */
 function closestName (name: string, names: string[]): string | undefined {
+  const lowerCaseName = name.toLowerCase()
   let closest: string | undefined
   let closestDistance = Math.max(1, Math.floor(name.length / 3)) + 1
   for (const candidate of names) {
-    const distance = editDistance(name.toLowerCase(), candidate.toLowerCase())
+    const distance = editDistance(lowerCaseName, candidate.toLowerCase())
     if (distance < closestDistance) {
       closest = candidate
       closestDistance = distance

@@ -81,12 +81,12 @@ function toRedisOptions (redis: string | RedisOptions, rejectUnauthorized: boole
 }
 
 /**
- * Opens the publisher and waits until it is ready. Readiness goes through `@fastify/redis`,
- * registered in an encapsulated context so its `redis` decorator never reaches the app: an app
- * that registers `@fastify/redis` itself, before or after this plugin, keeps its own decorator.
- * When the app's decorator already exists, `@fastify/redis` cannot be registered again, so a
- * PING checks the connection instead. The transport quits the client on close, which stays
- * safe when the connection has already ended.
+ * Opens the publisher, waits until it is ready, and hands it to `@fastify/redis`, registered in
+ * an encapsulated context so its `redis` decorator never reaches the app: an app that registers
+ * `@fastify/redis` itself, before or after this plugin, keeps its own decorator. When the app's
+ * decorator already exists, `@fastify/redis` cannot be registered again, and the ready client is
+ * used as it is. The transport quits the client on close, which stays safe when the connection
+ * has already ended.
  */
 async function openPublisher (fastify: FastifyInstance, redisOptions: RedisOptions, owned: Redis[], connectTimeout: number): Promise<Redis> {
   const client = new Redis({ retryStrategy: reconnectDelay, ...redisOptions })
@@ -95,10 +95,7 @@ async function openPublisher (fastify: FastifyInstance, redisOptions: RedisOptio
   // ready() waits.
   reportConnectionErrors(fastify, client, 'publisher')
   await waitUntilReady(client, connectTimeout)
-  if (fastify.hasDecorator('redis')) {
-    await client.ping()
-    return client
-  }
+  if (fastify.hasDecorator('redis')) return client
 
   await fastify.register(async function backplaneRedis (child) {
     await child.register(fastifyRedis, { client, closeClient: false })
