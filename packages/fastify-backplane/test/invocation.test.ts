@@ -246,6 +246,21 @@ test('keep-alive sends Ping messages', async (t) => {
   assert.equal(await client.nextRecord(), '{"type":6}')
 })
 
+test('keep-alive sends no Ping while messages flow', async (t) => {
+  const app = await startHub(t, { keepAliveInterval: 100 })
+  const client = await connectRaw(t, app)
+
+  // A broadcast every 20 ms for 500 ms, five keep-alive intervals.
+  for (let i = 0; i < 25; i++) {
+    await app.broadcast('tick', [i])
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  for (let i = 0; i < 25; i++) {
+    assert.equal(await client.nextRecord(), JSON.stringify({ type: 1, target: 'tick', arguments: [i] }))
+  }
+  assert.equal(await client.nextRecord(), '{"type":6}')
+})
+
 test('silent client times out', async (t) => {
   const disconnected = deferred<Error | undefined>()
   const app = await startHub(t, {

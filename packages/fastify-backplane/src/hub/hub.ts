@@ -284,6 +284,10 @@ export class Hub implements LocalHub {
         const err = new ClientTimeoutError(this.options.clientTimeoutInterval)
         connection.log.info({ err }, 'hub connection timed out')
         connection.close({ error: wire.connectionClosedWithError(err, this.options.enableDetailedErrors), allowReconnect: true, cause: err })
+      } else if (connection.sentSinceCheck) {
+        // Written to since the last check: a Ping comes at most one check period late.
+        connection.sentSinceCheck = false
+        connection.lastSentAt = now
       } else if (now - connection.lastSentAt >= this.options.keepAliveInterval) {
         connection.sendFrame(this.#pingFrames.get(connection.protocol!.name)!)
       }

@@ -148,7 +148,8 @@ export interface HubOptions {
    */
   protocols?: HubProtocol[] | undefined
   /**
-   * The server sends a Ping when it has sent nothing else for this long. Keep it below the
+   * The server sends a Ping when it has sent nothing else for this long. The hub checks four
+   * times per interval, so the Ping can come up to a quarter of it later. Keep it below the
    * 55 s after which Heroku's router closes an idle connection.
    * @default 15000
    */

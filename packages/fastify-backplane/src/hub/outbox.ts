@@ -291,9 +291,17 @@ export class Outbox<TConnection extends OutboxConnection> {
       const joined = new Map<HubProtocol, Buffer>()
       for (const [protocol, list] of this.#broadcasts) joined.set(protocol, joinWebSocketFrames(list.frames))
       this.#broadcasts.clear()
+      // This loop runs once per socket, so it skips the lookups it can: the queue checks when no
+      // connection has a queue, and the protocol's bytes while the protocol stays the same.
+      const separate = this.#queues.size > 0 || shared.size > 0
+      let protocol: HubProtocol | undefined
+      let bytes: Buffer | undefined
       for (const connection of this.#connections.values()) {
-        if (this.#queues.has(connection) || shared.has(connection)) continue
-        const bytes = connection.protocol === undefined ? undefined : joined.get(connection.protocol)
+        if (separate && (this.#queues.has(connection) || shared.has(connection))) continue
+        if (connection.protocol !== protocol) {
+          protocol = connection.protocol
+          bytes = protocol === undefined ? undefined : joined.get(protocol)
+        }
         if (bytes !== undefined) connection.writeBroadcasts(bytes)
       }
     }
