@@ -68,6 +68,11 @@ export class HubConnection {
 
   readonly #hub: Hub
   readonly #socket: WebSocket
+  /**
+   * The TCP socket under `#socket`, which ws sets before the connection exists and never
+   * replaces. Writes go to it directly, so a pass over the sockets does not read `#socket`.
+   */
+  readonly #raw: Socket | undefined
   /** The id of the upgrade request, which the connection's log lines carry. */
   readonly #requestId: string
   /** The upgrade request, kept only until `onConnected` receives it. */
@@ -112,6 +117,7 @@ export class HubConnection {
   constructor (hub: Hub, socket: WebSocket, request: FastifyRequest, identity: ConnectionIdentity, releasePlace?: () => void) {
     this.#hub = hub
     this.#socket = socket
+    this.#raw = rawSocket(socket)
     this.#releasePlace = releasePlace
     this.#requestId = request.id
     this.#request = request
@@ -193,7 +199,7 @@ export class HubConnection {
   /** Writes bytes to the TCP socket under the WebSocket. The hub's outbox calls it once per pass. */
   write (bytes: Buffer, callback: ((err?: Error | null) => void) | undefined): void {
     this.sentSinceCheck = true
-    const raw = rawSocket(this.#socket)
+    const raw = this.#raw
     // `writable` reads only the socket's write state, which the write reads next anyway.
     // `destroyed` would also read its read state, one more object per socket in every pass.
     if (raw === undefined || !raw.writable) {
@@ -219,8 +225,7 @@ export class HubConnection {
    * socket directly), and reading it costs one more object per socket in every pass.
    */
   #unsentBytes (): number {
-    const raw = rawSocket(this.#socket)
-    return raw === undefined ? this.#socket.bufferedAmount : raw.writableLength
+    return this.#raw === undefined ? this.#socket.bufferedAmount : this.#raw.writableLength
   }
 
   /** Encodes a message with this connection's protocol and queues it; settles once it is written. */
