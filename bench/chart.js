@@ -5,7 +5,7 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { formatReport, REFERENCES, SUBJECT } from './lib/report.js'
 
-const COLORS = { [SUBJECT]: '#1f77b4', 'socket.io': '#ff7f0e', floor: '#2ca02c', coalescing: '#9467bd' }
+const COLORS = { [SUBJECT]: '#1f77b4', 'socket.io': '#ff7f0e', floor: '#2ca02c', coalescing: '#9467bd', 'signalr-minimal': '#8c564b' }
 const PANEL = { width: 460, height: 300, left: 64, right: 16, top: 34, bottom: 46 }
 const LEGEND_HEIGHT = 76
 const LEGEND_SPACING = 170

@@ -9,7 +9,8 @@
 //   pnpm bench:profile        fastify-backplane's servers under `node --cpu-prof` at the fixed
 //                             rate; --fanout=N and --rate=N (deliveries/s) change the load
 //
-// Options: --systems=fastify-backplane,floor runs a subset. BENCH_MIN_RATIO_TO_FLOOR and
+// Options: --systems=fastify-backplane,floor runs a subset; adding signalr-minimal also runs the
+// minimal SignalR server of servers/signalr-minimal.js. BENCH_MIN_RATIO_TO_FLOOR and
 // BENCH_MAX_CPU_RATIO_TO_FLOOR override the regression thresholds. BENCH_REFERENCE_PUBLISH_FIRST=1
 // makes the floor and coalescing servers publish before they write to their own sockets, as
 // fastify-backplane does, and the JSON results record it. Every step, drain and
@@ -19,7 +20,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { availableParallelism, loadavg, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { summariseProfile } from './profile-summary.js'
-import { SYSTEMS, startLoadGenerator, startRedis, startServers, stopAll } from './lib/processes.js'
+import { DEFAULT_SYSTEMS, SYSTEMS, startLoadGenerator, startRedis, startServers, stopAll } from './lib/processes.js'
 import { formatReport, median, ratioToFloor, roundByRoundRatios, SUBJECT } from './lib/report.js'
 import { DISTURBANCE_CORES, disturbanceCores, GENERATOR_SATURATION_CORES, GENERATOR_SATURATION_UTILIZATION, LATENCY_LIMIT_MS, measureIdleMemory, medianRunByP99, runFixedRateStep, runLadder, runStep } from './lib/scenarios.js'
 
@@ -76,7 +77,7 @@ const GROUP = 'bench-room'
 const resultsDirectory = fileURLToPath(new URL('results/', import.meta.url))
 
 function parseArguments (argv) {
-  const options = { mode: 'full', systems: SYSTEMS }
+  const options = { mode: 'full', systems: DEFAULT_SYSTEMS }
   for (const argument of argv) {
     if (argument === '--quick') options.mode = 'quick'
     else if (argument === '--profile') options.mode = 'profile'

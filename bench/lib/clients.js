@@ -145,5 +145,6 @@ export const clientConnectors = {
   'fastify-backplane': connectSignalR,
   'socket.io': connectSocketIo,
   floor: connectRaw,
-  coalescing: connectRaw
+  coalescing: connectRaw,
+  'signalr-minimal': connectSignalR
 }

@@ -10,13 +10,16 @@ import { delay, spawnNodeChild } from './rpc.js'
 
 const benchDirectory = fileURLToPath(new URL('..', import.meta.url))
 
-export const SYSTEMS = ['fastify-backplane', 'socket.io', 'floor', 'coalescing']
+export const SYSTEMS = ['fastify-backplane', 'socket.io', 'floor', 'coalescing', 'signalr-minimal']
+/** The systems of a run without `--systems`: the minimal SignalR server only runs when named. */
+export const DEFAULT_SYSTEMS = SYSTEMS.filter((system) => system !== 'signalr-minimal')
 
 const serverScripts = {
   'fastify-backplane': 'servers/fastify-backplane.js',
   'socket.io': 'servers/socketio.js',
   floor: 'servers/floor.js',
-  coalescing: 'servers/coalescing.js'
+  coalescing: 'servers/coalescing.js',
+  'signalr-minimal': 'servers/signalr-minimal.js'
 }
 
 /** Every child that is still running, so that `stopAll()` can reach it. */

@@ -3,7 +3,8 @@
 import { LATENCY_LIMIT_MS } from './scenarios.js'
 
 export const SUBJECT = 'fastify-backplane'
-export const REFERENCES = ['socket.io', 'floor', 'coalescing']
+/** The systems that fastify-backplane's figures are divided by, where a run has them. */
+export const REFERENCES = ['socket.io', 'floor', 'coalescing', 'signalr-minimal']
 
 const integer = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 })
 const decimal = new Intl.NumberFormat('en-US', { maximumFractionDigits: 2 })

@@ -1,9 +1,11 @@
-// The two reference servers without a protocol: `ws` plus ioredis, nothing else. They differ
-// only in how a payload reaches the sockets, which the entry passes in as `createDelivery`.
+// The reference servers without a hub: `ws` plus ioredis, nothing else. They differ only in
+// how a payload reaches the sockets, which the entry passes in as `createDelivery`, and in
+// what their clients say, which it may pass in as `clients`.
 //
-// A client joins a group by sending the text `join:NAME` and waits for `joined`. On Redis, a
-// message is one origin byte (the instance number) followed by the payload, so an instance
-// drops its own echo without decoding anything.
+// By default a client receives from the moment it connects, and joins a group by sending the
+// text `join:NAME` and waiting for `joined`. On Redis, a message is one origin byte (the
+// instance number) followed by the payload, so an instance drops its own echo without decoding
+// anything.
 import { once } from 'node:events'
 import { createServer } from 'node:http'
 import { Redis } from 'ioredis'
@@ -16,13 +18,27 @@ const JOIN_PREFIX = 'join:'
  * Whether the sending instance publishes before it writes to its own sockets, as
  * fastify-backplane does, instead of after (BENCH_REFERENCE_PUBLISH_FIRST=1).
  */
-const publishFirst = process.env.BENCH_REFERENCE_PUBLISH_FIRST === '1'
+const PUBLISH_FIRST = process.env.BENCH_REFERENCE_PUBLISH_FIRST === '1'
+
+/**
+ * What raw clients say. `onMessage(text, session)` handles one WebSocket message, where
+ * `session` is { send(text), receive(), join(group), fail(err) }: `receive()` adds the socket
+ * to the recipients of broadcasts to all, and `join()` resolves once the group's channel is
+ * subscribed.
+ */
+export const RAW_CLIENTS = {
+  receiveOnConnect: true,
+  onMessage (text, session) {
+    if (!text.startsWith(JOIN_PREFIX)) return
+    session.join(text.slice(JOIN_PREFIX.length)).then(() => session.send('joined'), session.fail)
+  }
+}
 
 /**
  * Starts a raw WebSocket server. `createDelivery()` returns `deliver(sockets, payload)`, which
  * writes a payload Buffer to every socket of an iterable.
  */
-export async function startRawServer ({ redisUrl, instance, createDelivery }) {
+export async function startRawServer ({ redisUrl, instance, createDelivery, clients = RAW_CLIENTS, publishFirst = PUBLISH_FIRST }) {
   const deliver = createDelivery()
   const origin = Buffer.from([instance])
   const publisher = new Redis(redisUrl)
@@ -54,16 +70,15 @@ export async function startRawServer ({ redisUrl, instance, createDelivery }) {
   const httpServer = createServer()
   const webSocketServer = new WebSocketServer({ server: httpServer, perMessageDeflate: false })
   webSocketServer.on('connection', (socket) => {
-    sockets.add(socket)
+    const session = {
+      send: (text) => socket.send(text),
+      receive: () => sockets.add(socket),
+      join: (group) => join(socket, group),
+      fail: (err) => { console.error(`raw server ${instance}: ${err.message}`); socket.close(1011) }
+    }
+    if (clients.receiveOnConnect) session.receive()
     socket.on('close', () => sockets.delete(socket))
-    socket.on('message', (data) => {
-      const text = data.toString()
-      if (!text.startsWith(JOIN_PREFIX)) return
-      join(socket, text.slice(JOIN_PREFIX.length)).then(
-        () => socket.send('joined'),
-        (err) => { console.error(`raw server ${instance}: join failed: ${err.message}`); socket.close(1011) }
-      )
-    })
+    socket.on('message', (data) => clients.onMessage(data.toString(), session))
   })
   httpServer.listen(0, '127.0.0.1')
   await once(httpServer, 'listening')
