@@ -1,6 +1,6 @@
 // The reference servers without a hub: `ws` plus ioredis, nothing else. They differ only in
 // how a payload reaches the sockets, which the entry passes in as `createDelivery`, and in
-// what their clients say, which it may pass in as `clients`.
+// what their clients send, which it may pass in as `clients`.
 //
 // By default a client receives from the moment it connects, and joins a group by sending the
 // text `join:NAME` and waiting for `joined`. On Redis, a message is one origin byte (the
@@ -21,7 +21,7 @@ const JOIN_PREFIX = 'join:'
 const PUBLISH_FIRST = process.env.BENCH_REFERENCE_PUBLISH_FIRST === '1'
 
 /**
- * What raw clients say. `onMessage(text, session)` handles one WebSocket message, where
+ * What raw clients send. `onMessage(text, session)` handles one WebSocket message, where
  * `session` is { send(text), receive(), join(group), fail(err) }: `receive()` adds the socket
  * to the recipients of broadcasts to all, and `join()` resolves once the group's channel is
  * subscribed.
