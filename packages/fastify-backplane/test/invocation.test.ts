@@ -247,15 +247,16 @@ test('keep-alive sends Ping messages', async (t) => {
 })
 
 test('keep-alive sends no Ping while messages flow', async (t) => {
-  const app = await startHub(t, { keepAliveInterval: 100 })
+  const app = await startHub(t, { keepAliveInterval: 200 })
   const client = await connectRaw(t, app)
 
-  // A broadcast every 20 ms for 500 ms, five keep-alive intervals.
-  for (let i = 0; i < 25; i++) {
+  // A broadcast every 20 ms for 800 ms, four keep-alive intervals. Only a stall of about 200 ms
+  // between two broadcasts would let a Ping in.
+  for (let i = 0; i < 40; i++) {
     await app.broadcast('tick', [i])
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
-  for (let i = 0; i < 25; i++) {
+  for (let i = 0; i < 40; i++) {
     assert.equal(await client.nextRecord(), JSON.stringify({ type: 1, target: 'tick', arguments: [i] }))
   }
   assert.equal(await client.nextRecord(), '{"type":6}')
