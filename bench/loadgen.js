@@ -28,8 +28,10 @@ const counters = {
   stale: 0,
   /** Payloads that reached a client outside the target group. */
   misdelivered: 0,
-  /** Clients whose connection closed without the load generator closing it. */
+  /** Clients whose connection closed without the load generator closing it, in all. */
   unexpectedCloses: 0,
+  /** `unexpectedCloses` when the last step finished, so that each step reports its own. */
+  unexpectedClosesReported: 0,
   lastArrival: 0,
   latencies: new Float64Array(1 << 16),
   /** The index of the server whose client took each latency sample: 0 for server A, the sender. */
@@ -170,6 +172,9 @@ async function finishStep ({ expected, drainMs = 3000, quietMs = 1000 }) {
   }
 
   const seconds = (performance.now() - stepStarted.time) / 1000
+  // Closes between two steps count toward the later one, whose clients they took away.
+  const closes = counters.unexpectedCloses - counters.unexpectedClosesReported
+  counters.unexpectedClosesReported = counters.unexpectedCloses
   const cpu = process.cpuUsage(stepStarted.cpu)
   const eventLoop = performance.eventLoopUtilization(stepStarted.eventLoop)
   return {
@@ -178,7 +183,7 @@ async function finishStep ({ expected, drainMs = 3000, quietMs = 1000 }) {
     lost: Math.max(0, expected - counters.received),
     stale: counters.stale,
     misdelivered: counters.misdelivered,
-    unexpectedCloses: counters.unexpectedCloses,
+    unexpectedCloses: closes,
     drainSeconds: (performance.now() - drainStarted) / 1000,
     latencyMs: summariseLatencies(counters.latencies.subarray(0, counters.latencyCount)),
     latencyMsByServer: [0, 1].map((server) => summariseLatencies(

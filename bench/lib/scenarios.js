@@ -86,6 +86,9 @@ export async function runStep (bench, { scenario, deliveriesPerSecond, fanout, d
   if (publisherLagMs > PUBLISHER_LAG_LIMIT * durationMs) failures.push(`server A fell ${publisherLagMs} ms behind schedule`)
   if (finished.lost > 0) failures.push(`${finished.lost} of ${finished.expected} deliveries lost`)
   if (finished.misdelivered > 0) failures.push(`${finished.misdelivered} deliveries to clients outside the group`)
+  // A SignalR server closes a client that sent nothing for its client timeout, which a generator
+  // too busy to send its Pings can cause. The closed clients miss every later step's deliveries.
+  if (finished.unexpectedCloses > 0) failures.push(`the server closed ${finished.unexpectedCloses} clients`)
   if (!(finished.latencyMs.p99 <= LATENCY_LIMIT_MS)) failures.push(`p99 ${finished.latencyMs.p99} ms > ${LATENCY_LIMIT_MS} ms`)
 
   return {
