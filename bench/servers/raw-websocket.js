@@ -21,7 +21,7 @@ const JOIN_PREFIX = 'join:'
 const PUBLISH_FIRST = process.env.BENCH_REFERENCE_PUBLISH_FIRST === '1'
 
 /**
- * What raw clients send. `onMessage(text, session)` handles one WebSocket message, where
+ * The protocol of raw clients. `onMessage(text, session)` handles one WebSocket message, where
  * `session` is { send(text), receive(), join(group), fail(err) }: `receive()` adds the socket
  * to the recipients of broadcasts to all, and `join()` resolves once the group's channel is
  * subscribed.

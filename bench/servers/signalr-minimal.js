@@ -1,10 +1,10 @@
 // A minimal SignalR server, which shows what of fastify-backplane's figures the hub itself
-// costs. It is not one of the issue's references. It has the coalescing reference's delivery,
-// but each payload travels as the JSON Invocation record that fastify-backplane sends for
-// `broadcast('tick', [payload])`, and clients do the SignalR handshake and join groups by
-// invoking `Join`. Like fastify-backplane, it publishes each broadcast before it writes to its
-// own sockets. It has no hub: no MessagePack, no envelope, no slow-client cap, no keep-alive
-// and no connection state.
+// costs. It is not one of the three references that the targets compare with. It has the
+// coalescing reference's delivery, but each payload travels as the JSON Invocation record that
+// fastify-backplane sends for `broadcast('tick', [payload])`, and clients do the SignalR
+// handshake and join groups by invoking `Join`. Like fastify-backplane, it publishes each
+// broadcast before it writes to its own sockets. It has no hub: no MessagePack, no envelope, no
+// slow-client cap, no keep-alive and no connection state.
 import { createCoalescingDelivery } from './coalescing-delivery.js'
 import { runServer } from './harness.js'
 import { startRawServer } from './raw-websocket.js'
@@ -13,7 +13,7 @@ const RECORD_SEPARATOR = '\u001e'
 const RECORD_START = '{"type":1,"target":"tick","arguments":["'
 const RECORD_END = '"]}' + RECORD_SEPARATOR
 
-/** What the bench's SignalR clients send: the handshake, Pings, and the Join invocation. */
+/** The messages of the bench's SignalR clients: the handshake, Pings, and the Join invocation. */
 const SIGNALR_CLIENTS = {
   receiveOnConnect: false,
   onMessage (text, session) {

@@ -246,7 +246,7 @@ test('keep-alive sends Ping messages', async (t) => {
   assert.equal(await client.nextRecord(), '{"type":6}')
 })
 
-test('keep-alive sends no Ping while messages flow', async (t) => {
+test('no keep-alive Ping during traffic', async (t) => {
   const app = await startHub(t, { keepAliveInterval: 200 })
   const client = await connectRaw(t, app)
 

@@ -59,11 +59,12 @@ export class HubConnection {
   readonly userId: string | undefined
   protocol: HubProtocol | undefined
   lastReceivedAt = Date.now()
-  /**
-   * When the keep-alive check last found that something had been written, in ms since the
-   * epoch. Writes only set `sentSinceCheck`, so that a pass over many sockets reads no clock.
-   */
+  /** When the keep-alive check last found that something had been written, in ms since the epoch. */
   lastSentAt = Date.now()
+  /**
+   * Whether something was written since the keep-alive check last looked. Writes set this flag
+   * instead of `lastSentAt`, so that a pass over many sockets reads no clock.
+   */
   sentSinceCheck = false
 
   readonly #hub: Hub
