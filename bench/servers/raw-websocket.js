@@ -22,15 +22,15 @@ const PUBLISH_FIRST = process.env.BENCH_REFERENCE_PUBLISH_FIRST === '1'
 
 /**
  * The protocol of raw clients. `onMessage(text, session)` handles one WebSocket message, where
- * `session` is { send(text), receive(), join(group), fail(err) }: `receive()` adds the socket
- * to the recipients of broadcasts to all, and `join()` resolves once the group's channel is
- * subscribed.
+ * `session` is { send(text), receive(), join(group), fail(action, err) }: `receive()` adds the
+ * socket to the recipients of broadcasts to all, `join()` resolves once the group's channel is
+ * subscribed, and `fail()` logs what failed and closes the socket.
  */
 export const RAW_CLIENTS = {
   receiveOnConnect: true,
   onMessage (text, session) {
     if (!text.startsWith(JOIN_PREFIX)) return
-    session.join(text.slice(JOIN_PREFIX.length)).then(() => session.send('joined'), session.fail)
+    session.join(text.slice(JOIN_PREFIX.length)).then(() => session.send('joined'), (err) => session.fail('join', err))
   }
 }
 
@@ -74,7 +74,10 @@ export async function startRawServer ({ redisUrl, instance, createDelivery, clie
       send: (text) => socket.send(text),
       receive: () => sockets.add(socket),
       join: (group) => join(socket, group),
-      fail: (err) => { console.error(`raw server ${instance}: ${err.message}`); socket.close(1011) }
+      fail: (action, err) => {
+        console.error(`raw server ${instance}: ${action} failed: ${err.message}`)
+        socket.close(1011)
+      }
     }
     if (clients.receiveOnConnect) session.receive()
     socket.on('close', () => sockets.delete(socket))

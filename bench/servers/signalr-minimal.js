@@ -23,7 +23,7 @@ const SIGNALR_CLIENTS = {
       try {
         message = JSON.parse(record)
       } catch (err) {
-        session.fail(err)
+        session.fail('parsing a record', err)
         return
       }
       if (message.protocol === 'json') {
@@ -32,7 +32,7 @@ const SIGNALR_CLIENTS = {
       } else if (message.type === 1 && message.target === 'Join') {
         session.join(String(message.arguments[0])).then(
           () => session.send(JSON.stringify({ type: 3, invocationId: message.invocationId }) + RECORD_SEPARATOR),
-          session.fail
+          (err) => session.fail('Join', err)
         )
       }
     }

@@ -222,8 +222,9 @@ export class HubConnection {
 
   /**
    * Bytes written to the socket that the network has not taken yet. ws's `bufferedAmount` adds
-   * its sender's queue, which only Close frames pass through here (frames are written to the
-   * socket directly), and reading it costs one more object per socket in every pass.
+   * its sender's queue, which only Close frames and a rejected handshake's response pass through
+   * (other frames are written to the socket directly), and reading it costs one more object per
+   * socket in every pass.
    */
   #unsentBytes (): number {
     return this.#raw === undefined ? this.#socket.bufferedAmount : this.#raw.writableLength
