@@ -118,10 +118,16 @@ async function connect ({ system, ports, members, outsiders = 0, samplers, group
   }
 
   clearInterval(pingTimer)
-  let nextPinged = 0
+  // Each tick sends every ping due by then, so a tick that comes late catches up. Reading
+  // hundreds of thousands of deliveries per second, the generator's timers ran about once per
+  // two seconds instead of ten times a second, and with one slot's share per tick its clients
+  // went 30 s without a Ping, after which the hub closed them as a SignalR server does.
+  const pingsStarted = performance.now()
+  let pinged = 0
   pingTimer = setInterval(() => {
-    const count = Math.ceil(clients.length / PING_SLOTS)
-    for (let index = 0; index < count && clients.length > 0; index++) clients[nextPinged++ % clients.length].ping()
+    if (clients.length === 0) return
+    const due = Math.floor(((performance.now() - pingsStarted) / PING_INTERVAL_MS) * clients.length)
+    for (; pinged < due; pinged++) clients[pinged % clients.length].ping()
   }, PING_INTERVAL_MS / PING_SLOTS)
   return { connected: clients.length, seconds: (performance.now() - started) / 1000 }
 }
