@@ -118,10 +118,8 @@ async function connect ({ system, ports, members, outsiders = 0, samplers, group
   }
 
   clearInterval(pingTimer)
-  // Each tick sends every ping due by then, so a tick that comes late catches up. Reading
-  // hundreds of thousands of deliveries per second, the generator's timers ran about once per
-  // two seconds instead of ten times a second, and with one slot's share per tick its clients
-  // went 30 s without a Ping, after which the hub closed them as a SignalR server does.
+  // Each tick sends every Ping due by then, so a late tick catches up. A generator that reads
+  // hundreds of thousands of deliveries per second was seen to run its timers once per two seconds.
   const pingsStarted = performance.now()
   let pinged = 0
   pingTimer = setInterval(() => {
