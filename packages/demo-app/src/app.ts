@@ -13,6 +13,7 @@ import { MemoryNoteStore } from './memory-note-store.js'
 import { createNoteHub, groupForBoard } from './note-hub.js'
 import type { NoteStore } from './notes.js'
 import { PresenceNotifier } from './presence.js'
+import { connectRedis } from './redis-connection.js'
 import { RedisNoteStore } from './redis-note-store.js'
 
 export interface AppOptions {
@@ -28,6 +29,12 @@ export interface AppOptions {
    * @default true
    */
   redisRejectUnauthorized?: boolean
+  /**
+   * How long the start waits for Redis to accept the app's connection, in ms. Past it, the start
+   * fails with `NOTES_BOARD_REDIS_UNREACHABLE`. A wrong password or an unknown host fails at once.
+   * @default 10000
+   */
+  redisConnectTimeout?: number
   /**
    * Prefix of the Redis keys and pub/sub channels, so several apps can share one Redis.
    * @default 'notes-board:'
@@ -89,7 +96,11 @@ export async function buildApp (options: AppOptions = {}): Promise<FastifyInstan
       // options carry rejectUnauthorized into ioredis's TLS settings.
       const redisOptions = parseRedisUrl(options.redisUrl, { rejectUnauthorized: options.redisRejectUnauthorized ?? true })
       app.log.info({ host: redisOptions.host, port: redisOptions.port, db: redisOptions.db, tls: redisOptions.tls !== undefined }, 'connecting to Redis')
-      await app.register(fastifyRedis, redisOptions)
+      // @fastify/redis would wait for a client of its own without a limit while Redis refuses, so
+      // the start would end at Fastify's plugin timeout, with an error that names neither Redis nor
+      // the cause.
+      const client = await connectRedis(redisOptions, options.redisConnectTimeout ?? 10_000)
+      await app.register(fastifyRedis, { client, closeClient: true })
 
       store = new RedisNoteStore({
         redis: app.redis,

@@ -126,9 +126,13 @@ test('server entry exits when Redis refuses', { timeout: 45_000 }, async (t) => 
   const server = startServer({ PORT: String(port), HOST: '127.0.0.1', REDIS_URL: `redis://127.0.0.1:${closedRedisPort}` })
   cleanUpAtEnd(t, () => { if (server.child.exitCode === null) server.child.kill('SIGKILL') })
 
-  // Fastify's plugin timeout (10 s) ends the start, and the close after it is bounded.
+  // The start waits 10 s for Redis by default, and the close after it is bounded.
   const [code] = await once(server.child, 'exit')
   assert.equal(code, 1, `exit code. Output:\n${server.output()}`)
   const failures = server.lines.filter((line) => line.msg === 'app failed to start')
   assert.equal(failures.length, 1, `logs "app failed to start" once. Output:\n${server.output()}`)
+  const err = failures[0]?.err as { code?: string, message?: string } | undefined
+  assert.equal(err?.code, 'NOTES_BOARD_REDIS_UNREACHABLE')
+  assert.match(String(err?.message), new RegExp(`Redis at 127\\.0\\.0\\.1:${closedRedisPort} did not accept a connection within 10000 ms`))
+  assert.match(String(err?.message), /ECONNREFUSED/)
 })
