@@ -71,6 +71,12 @@ export const RedisUnreachableError = createError<[string, number, string]>(
   500
 )
 
+export const RedisRejectedError = createError<[string, string]>(
+  'FST_BACKPLANE_REDIS_REJECTED',
+  'Redis at %s rejected the connection: %s. Check the user, password and database in the redis option or REDIS_URL, or the TLS settings for a rediss:// URL.',
+  500
+)
+
 export const SubscribeFailedError = createError<[string, string]>(
   'FST_BACKPLANE_SUBSCRIBE_FAILED',
   'Subscribing to channel "%s" failed: %s. Check that Redis is reachable.',

@@ -84,7 +84,9 @@ export interface BackplaneBaseOptions {
    * How long `ready()` waits for the connection to the Redis server that `redis` names, in
    * milliseconds, before it fails with `FST_BACKPLANE_REDIS_UNREACHABLE`. The default is below
    * Fastify's default `pluginTimeout` (10 s), so that this error, which names the server and the
-   * last connection error, comes first. A client the app passes in is not waited for.
+   * last connection error, comes first. A wrong password or a certificate that fails
+   * verification fails at once with `FST_BACKPLANE_REDIS_REJECTED`. A client the app passes in
+   * is not waited for.
    * @default 8000
    */
   connectTimeout?: number | undefined

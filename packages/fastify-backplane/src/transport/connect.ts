@@ -1,8 +1,8 @@
 import fastifyRedis from '@fastify/redis'
 import type { FastifyInstance } from 'fastify'
-import { Cluster, Redis } from 'ioredis'
+import { Cluster, Redis, ReplyError } from 'ioredis'
 import type { ClusterOptions, RedisOptions } from 'ioredis'
-import { InvalidOptionError, RedisUnreachableError } from '../errors.js'
+import { InvalidOptionError, RedisRejectedError, RedisUnreachableError } from '../errors.js'
 import type { ResolvedBackplaneOptions } from '../backplane/options.js'
 import { ThrottledWarnings } from '../backplane/throttled-log.js'
 import { InProcessTransport } from './in-process.js'
@@ -106,24 +106,33 @@ async function openPublisher (fastify: FastifyInstance, redisOptions: RedisOptio
 /**
  * Waits until a new client has connected and is ready for commands. After `timeout` ms it
  * disconnects the client, which would otherwise keep retrying, and fails with the last error.
+ * An error that no retry can fix, such as a wrong password or a certificate that fails
+ * verification, fails at once.
  */
 async function waitUntilReady (client: Redis, timeout: number): Promise<void> {
   if (client.status === 'ready') return
   // A client made with lazyConnect waits for its first command. Its errors reach the listeners.
   if (client.status === 'wait') client.connect().catch(() => {})
+  const { host, port, path } = client.options
+  const address = path ?? `${host ?? 'localhost'}:${port ?? 6379}`
   let lastError = 'none reported'
   await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error): void => { lastError = err.message }
+    const fail = (err: Error): void => {
+      cleanUp()
+      client.disconnect()
+      reject(err)
+    }
+    const onError = (err: Error & { code?: string }): void => {
+      // Reply errors of the connection's first commands (AUTH, HELLO, SELECT) carry the
+      // command's arguments, so only their message goes into the new error.
+      if (err instanceof ReplyError || (err.code !== undefined && CERTIFICATE_ERROR_CODES.has(err.code))) fail(new RedisRejectedError(address, err.message))
+      else lastError = err.message
+    }
     const onReady = (): void => {
       cleanUp()
       resolve()
     }
-    const timer = setTimeout(() => {
-      cleanUp()
-      client.disconnect()
-      const { host, port, path } = client.options
-      reject(new RedisUnreachableError(path ?? `${host ?? 'localhost'}:${port ?? 6379}`, timeout, lastError))
-    }, timeout)
+    const timer = setTimeout(() => fail(new RedisUnreachableError(address, timeout, lastError)), timeout)
     const cleanUp = (): void => {
       clearTimeout(timer)
       client.off('ready', onReady)
@@ -133,6 +142,15 @@ async function waitUntilReady (client: Redis, timeout: number): Promise<void> {
     client.on('error', onError)
   })
 }
+
+/** Codes of TLS errors after which only other TLS settings let a connection succeed. */
+const CERTIFICATE_ERROR_CODES = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'CERT_HAS_EXPIRED',
+  'ERR_TLS_CERT_ALTNAME_INVALID'
+])
 
 /**
  * Returns the delay before reconnect attempt `attempt`: exponential from 100 ms up to 2 s, with
@@ -154,7 +172,8 @@ function reportConnectionErrors (fastify: FastifyInstance, client: Redis | Clust
   client.on('error', (err: Error & { code?: string }) => {
     // Only these fields: ioredis attaches the failed command's arguments to reply errors,
     // and those of AUTH contain the password.
-    const fields = { err: describeError(err), role }
+    // Under `error`, not `err`, which pino's error serializer would turn into type "Object".
+    const fields = { error: describeError(err), role }
     warnings.warn(`redis-${role}:${err.code ?? err.name}`, fields, 'backplane Redis connection error')
   })
 }

@@ -67,7 +67,7 @@ export class RedisTransport extends RedisPubSubTransport<Redis> {
       lostAt = undefined
       this.#resubscribe()
         .then(() => this.#log.info({ role: 'subscriber', channels: this.channels.size, downMs }, 'backplane Redis subscriber reconnected and resubscribed'))
-        .catch((err: unknown) => this.#log.warn({ err: describeError(err), channels: this.channels.size }, 'backplane resubscribe failed; retrying on the next reconnect'))
+        .catch((err: unknown) => this.#log.warn({ error: describeError(err), channels: this.channels.size }, 'backplane resubscribe failed; retrying on the next reconnect'))
     })
   }
 
