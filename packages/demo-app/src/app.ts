@@ -99,7 +99,7 @@ export async function buildApp (options: AppOptions = {}): Promise<FastifyInstan
       // @fastify/redis would wait for a client of its own without a limit while Redis refuses, so
       // the start would end at Fastify's plugin timeout, with an error that names neither Redis nor
       // the cause.
-      const client = await connectRedis(redisOptions, options.redisConnectTimeout ?? 10_000)
+      const client = await connectRedis(redisOptions, options.redisConnectTimeout ?? 10_000, app.log)
       await app.register(fastifyRedis, { client, closeClient: true })
 
       store = new RedisNoteStore({
@@ -114,7 +114,8 @@ export async function buildApp (options: AppOptions = {}): Promise<FastifyInstan
     }
 
     // The backplane shares the app's client for PUBLISH and opens one more connection, a
-    // duplicate of it, for SUBSCRIBE. It also logs the shared client's connection errors.
+    // duplicate of it, for SUBSCRIBE. It logs the errors of that duplicate, and connectRedis
+    // those of the shared client.
     await app.register(backplane, {
       redis: store instanceof RedisNoteStore ? app.redis : undefined,
       channelPrefix: `${redisPrefix}hub:`,

@@ -2,10 +2,17 @@ import { once } from 'node:events'
 import createError from '@fastify/error'
 import { Redis, ReplyError } from 'ioredis'
 import type { RedisOptions } from 'ioredis'
+import type { FastifyBaseLogger } from 'fastify'
 
 export const RedisUnreachableError = createError<[string, number, string]>(
   'NOTES_BOARD_REDIS_UNREACHABLE',
   'Redis at %s did not accept a connection within %d ms (last error: %s). Check that REDIS_URL names a running Redis server that this host can reach.',
+  500
+)
+
+export const RedisConnectionFailedError = createError<[string, string]>(
+  'NOTES_BOARD_REDIS_CONNECTION_FAILED',
+  'Connecting to Redis at %s failed: %s. Check the host, user and password in REDIS_URL, and REDIS_TLS_REJECT_UNAUTHORIZED for a rediss:// URL.',
   500
 )
 
@@ -25,10 +32,12 @@ const FATAL_ERROR_CODES = new Set([
 /**
  * Opens a Redis client and resolves with it once it is ready. Refused connections are retried for
  * `timeout` ms before it rejects with RedisUnreachableError. A reply error such as a wrong
- * password, or an unknown host, rejects at once.
+ * password, or an unknown host, rejects at once with RedisConnectionFailedError. Once ready, the
+ * client's connection errors go to `log`.
  */
-export async function connectRedis (options: RedisOptions, timeout: number): Promise<Redis> {
+export async function connectRedis (options: RedisOptions, timeout: number, log: FastifyBaseLogger): Promise<Redis> {
   const client = new Redis(options)
+  const address = options.path ?? `${options.host ?? 'localhost'}:${options.port ?? 6379}`
   const signal = AbortSignal.timeout(timeout)
   let lastError = 'none reported'
 
@@ -36,24 +45,45 @@ export async function connectRedis (options: RedisOptions, timeout: number): Pro
   for (;;) {
     try {
       await once(client, 'ready', { signal })
-      return client
+      break
     } catch (err) {
       if (signal.aborted) {
         client.disconnect()
-        const address = options.path ?? `${options.host ?? 'localhost'}:${options.port ?? 6379}`
         throw new RedisUnreachableError(address, timeout, lastError)
       }
       if (isFatal(err)) {
         client.disconnect()
-        throw err
+        // Only the message: ioredis attaches the failed command's arguments, AUTH's included.
+        throw new RedisConnectionFailedError(address, (err as Error).message)
       }
       lastError = (err as Error).message
     }
   }
+
+  reportOutages(client, address, log)
+  return client
 }
 
 function isFatal (err: unknown): boolean {
   if (err instanceof ReplyError) return true
   const code = (err as { code?: unknown }).code
   return typeof code === 'string' && FATAL_ERROR_CODES.has(code)
+}
+
+/**
+ * Logs one warning when the client's connection fails and one line when it is ready again, in
+ * place of ioredis's unhandled error events on stderr at every reconnect attempt.
+ */
+function reportOutages (client: Redis, address: string, log: FastifyBaseLogger): void {
+  let down = false
+  client.on('error', (err: Error & { code?: string }) => {
+    if (down) return
+    down = true
+    log.warn({ redis: address, error: { type: err.name, code: err.code, message: err.message } }, 'Redis connection failed; reconnecting')
+  })
+  client.on('ready', () => {
+    if (!down) return
+    down = false
+    log.info({ redis: address }, 'Redis connection restored')
+  })
 }

@@ -29,8 +29,9 @@ test('start fails at once on a wrong password', { timeout: 30_000 }, async (t) =
 
   await assert.rejects(
     buildApp({ redisUrl: `redis://:the-wrong-password@127.0.0.1:${redis.port}`, redisConnectTimeout: 20_000 }),
-    (err: Error) => {
-      assert.match(err.message, /WRONGPASS/)
+    (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'NOTES_BOARD_REDIS_CONNECTION_FAILED')
+      assert.match(err.message, new RegExp(`Connecting to Redis at 127\\.0\\.0\\.1:${redis.port} failed: WRONGPASS`))
       assert.ok(!err.message.includes('the-wrong-password'), 'the message leaves out the password')
       return true
     }

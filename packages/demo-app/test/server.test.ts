@@ -4,6 +4,7 @@ import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { createInterface } from 'node:readline'
 import { test } from 'node:test'
+import { setTimeout as delay } from 'node:timers/promises'
 import { HttpTransportType, HubConnectionBuilder, LogLevel } from '@microsoft/signalr'
 import { fileURLToPath } from 'node:url'
 import { freePort } from '../../fastify-backplane/test/helpers/redis-server.js'
@@ -135,4 +136,24 @@ test('server entry exits when Redis refuses', { timeout: 45_000 }, async (t) => 
   assert.equal(err?.code, 'NOTES_BOARD_REDIS_UNREACHABLE')
   assert.match(String(err?.message), new RegExp(`Redis at 127\\.0\\.0\\.1:${closedRedisPort} did not accept a connection within 10000 ms`))
   assert.match(String(err?.message), /ECONNREFUSED/)
+})
+
+test('server entry logs a Redis outage', { timeout: 60_000 }, async (t) => {
+  const redis = await startRedis(t)
+  const port = await freePort()
+  const server = startServer({ PORT: String(port), HOST: '127.0.0.1', REDIS_URL: redis.url })
+  cleanUpAtEnd(t, () => { if (server.child.exitCode === null) server.child.kill('SIGKILL') })
+  await server.waitForLine('Server listening at')
+
+  await redis.stop()
+  const failed = await server.waitForLine('Redis connection failed; reconnecting')
+  assert.equal(failed.redis, `127.0.0.1:${redis.port}`)
+  assert.equal((failed.error as { code?: string } | undefined)?.code, 'ECONNREFUSED')
+  // ioredis retries every 2 s at most, so this spans a few failed attempts.
+  await delay(3000)
+  assert.equal(server.lines.filter((line) => line.msg === 'Redis connection failed; reconnecting').length, 1, 'one warning per outage')
+
+  await redis.restart()
+  await server.waitForLine('Redis connection restored')
+  assert.ok(!server.output().includes('Unhandled error event'), `no unhandled ioredis error events. Output:\n${server.output()}`)
 })
