@@ -39,7 +39,7 @@ export async function connectRedis (options: RedisOptions, timeout: number, log:
   const client = new Redis(options)
   const address = options.path ?? `${options.host ?? 'localhost'}:${options.port ?? 6379}`
   const signal = AbortSignal.timeout(timeout)
-  let lastError = 'none reported'
+  let lastError: string | undefined
 
   // `once()` rejects on the client's 'error' events too, so each failed attempt ends one wait.
   for (;;) {
@@ -49,19 +49,27 @@ export async function connectRedis (options: RedisOptions, timeout: number, log:
     } catch (err) {
       if (signal.aborted) {
         client.disconnect()
-        throw new RedisUnreachableError(address, timeout, lastError)
+        throw new RedisUnreachableError(address, timeout, lastError ?? 'none reported')
       }
       if (isFatal(err)) {
         client.disconnect()
         // Only the message: ioredis attaches the failed command's arguments, AUTH's included.
         throw new RedisConnectionFailedError(address, (err as Error).message)
       }
+      // The first failure only, so that a slow start shows why it waits.
+      if (lastError === undefined) log.warn({ redis: address, error: describe(err), timeoutMs: timeout }, 'Redis not ready yet; retrying')
       lastError = (err as Error).message
     }
   }
 
   reportOutages(client, address, log)
   return client
+}
+
+/** Returns the fields of a connection error that are safe to log, without the command's arguments. */
+function describe (err: unknown): Record<string, unknown> {
+  const { name, code, message } = err as Error & { code?: string }
+  return { type: name, code, message }
 }
 
 function isFatal (err: unknown): boolean {
@@ -76,10 +84,10 @@ function isFatal (err: unknown): boolean {
  */
 function reportOutages (client: Redis, address: string, log: FastifyBaseLogger): void {
   let down = false
-  client.on('error', (err: Error & { code?: string }) => {
+  client.on('error', (err: Error) => {
     if (down) return
     down = true
-    log.warn({ redis: address, error: { type: err.name, code: err.code, message: err.message } }, 'Redis connection failed; reconnecting')
+    log.warn({ redis: address, error: describe(err) }, 'Redis connection failed; reconnecting')
   })
   client.on('ready', () => {
     if (!down) return

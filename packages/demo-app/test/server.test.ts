@@ -132,6 +132,9 @@ test('server entry exits when Redis refuses', { timeout: 45_000 }, async (t) => 
   assert.equal(code, 1, `exit code. Output:\n${server.output()}`)
   const failures = server.lines.filter((line) => line.msg === 'app failed to start')
   assert.equal(failures.length, 1, `logs "app failed to start" once. Output:\n${server.output()}`)
+  const retrying = server.lines.filter((line) => line.msg === 'Redis not ready yet; retrying')
+  assert.equal(retrying.length, 1, `logs "Redis not ready yet; retrying" once. Output:\n${server.output()}`)
+  assert.equal((retrying[0]?.error as { code?: string } | undefined)?.code, 'ECONNREFUSED')
   const err = failures[0]?.err as { code?: string, message?: string } | undefined
   assert.equal(err?.code, 'NOTES_BOARD_REDIS_UNREACHABLE')
   assert.match(String(err?.message), new RegExp(`Redis at 127\\.0\\.0\\.1:${closedRedisPort} did not accept a connection within 10000 ms`))
