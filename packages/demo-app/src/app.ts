@@ -31,7 +31,8 @@ export interface AppOptions {
   redisRejectUnauthorized?: boolean
   /**
    * How long the start waits for Redis to accept the app's connection, in ms. Past it, the start
-   * fails with `NOTES_BOARD_REDIS_UNREACHABLE`. A wrong password or an unknown host fails at once.
+   * fails with `NOTES_BOARD_REDIS_UNREACHABLE`. A wrong password, an unknown host or a
+   * certificate that fails verification fails at once with `NOTES_BOARD_REDIS_CONNECTION_FAILED`.
    * @default 10000
    */
   redisConnectTimeout?: number
