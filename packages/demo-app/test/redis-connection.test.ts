@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
 import { buildApp } from '../src/app.js'
-import { freePort } from '../../fastify-backplane/test/helpers/redis-server.js'
+import { freePort, startRedisServer } from '../../fastify-backplane/test/helpers/redis-server.js'
 import { cleanUpAtEnd, startRedis } from './helpers.js'
 
 test('start fails when Redis refuses', { timeout: 30_000 }, async () => {
@@ -53,4 +53,33 @@ test('start waits for Redis to come up', { timeout: 30_000 }, async (t) => {
   const health = await app.inject({ method: 'GET', url: '/healthz' })
   assert.equal(health.statusCode, 200)
   assert.equal(health.json().redisConnected, true)
+})
+
+test('start accepts a self-signed rediss server', { timeout: 30_000 }, async (t) => {
+  const redis = await startRedisServer([], { tls: true })
+  cleanUpAtEnd(t, () => redis.stop())
+
+  // The server entry's default: REDIS_TLS_REJECT_UNAUTHORIZED unset, as on Heroku.
+  const app = await buildApp({ redisUrl: redis.url, redisRejectUnauthorized: false })
+  cleanUpAtEnd(t, () => app.close())
+
+  const health = await app.inject({ method: 'GET', url: '/healthz' })
+  assert.equal(health.statusCode, 200)
+  assert.equal(health.json().redisConnected, true)
+})
+
+test('start fails at once on an unverified certificate', { timeout: 30_000 }, async (t) => {
+  const redis = await startRedisServer([], { tls: true })
+  cleanUpAtEnd(t, () => redis.stop())
+  const started = performance.now()
+
+  await assert.rejects(
+    buildApp({ redisUrl: redis.url, redisRejectUnauthorized: true, redisConnectTimeout: 20_000 }),
+    (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'NOTES_BOARD_REDIS_CONNECTION_FAILED')
+      assert.match(err.message, new RegExp(`Connecting to Redis at 127\\.0\\.0\\.1:${redis.port} failed: self-signed certificate`))
+      return true
+    }
+  )
+  assert.ok(performance.now() - started < 10_000, 'the start failed before redisConnectTimeout')
 })

@@ -1,10 +1,11 @@
-import { spawn } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 
 /** A `redis-server` that a test starts on a free loopback port and stops afterwards. */
 export interface RedisServer {
@@ -34,17 +35,20 @@ export async function freePort (): Promise<number> {
 
 /**
  * Spawns `redis-server` on 127.0.0.1 with persistence off and extra arguments such as
- * `['--requirepass', 'secret']`. Resolves once the server accepts connections.
+ * `['--requirepass', 'secret']`. Resolves once the server accepts connections. With `tls`, the
+ * port speaks only TLS, with a self-signed certificate made by `openssl`, as Heroku Key-Value
+ * Store does, and `url` is a `rediss://` URL.
  */
-export async function startRedisServer (extraArgs: string[] = []): Promise<RedisServer> {
+export async function startRedisServer (extraArgs: string[] = [], { tls = false } = {}): Promise<RedisServer> {
   const port = await freePort()
   const dir = await mkdtemp(join(tmpdir(), 'backplane-redis-'))
+  const portArgs = tls ? await tlsPortArgs(dir, port) : ['--port', String(port)]
   let child: ChildProcess | undefined
 
   const start = async (): Promise<void> => {
     await mkdir(dir, { recursive: true })
     child = spawn('redis-server', [
-      '--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no',
+      '--bind', '127.0.0.1', ...portArgs, '--save', '', '--appendonly', 'no',
       '--dir', dir, ...extraArgs
     ], { stdio: ['ignore', 'pipe', 'pipe'] })
     await waitForReady(child)
@@ -62,7 +66,7 @@ export async function startRedisServer (extraArgs: string[] = []): Promise<Redis
   await start()
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `${tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
     stop: async () => {
       await stop()
       await rm(dir, { recursive: true, force: true })
@@ -74,6 +78,20 @@ export async function startRedisServer (extraArgs: string[] = []): Promise<Redis
     pause: () => { child?.kill('SIGSTOP') },
     resume: () => { child?.kill('SIGCONT') }
   }
+}
+
+/**
+ * Writes a self-signed certificate and its key into the server's folder, which a restart keeps,
+ * and returns the arguments for a port that speaks only TLS.
+ */
+async function tlsPortArgs (dir: string, port: number): Promise<string[]> {
+  const certFile = join(dir, 'cert.pem')
+  const keyFile = join(dir, 'key.pem')
+  await promisify(execFile)('openssl', [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=fastify-backplane-test',
+    '-keyout', keyFile, '-out', certFile
+  ])
+  return ['--port', '0', '--tls-port', String(port), '--tls-cert-file', certFile, '--tls-key-file', keyFile, '--tls-auth-clients', 'no']
 }
 
 async function waitForReady (child: ChildProcess): Promise<void> {
