@@ -294,8 +294,9 @@ test('pacing after a slow pass', async () => {
 })
 
 /**
- * Broadcasts one frame to a connection whose writes take 100 ms. Returns the outbox and `sparseAt`,
- * a time when a frame follows the first by more than the wait, yet comes before the paced pass.
+ * Broadcasts one frame to a connection whose writes take 100 ms, at `firstSent`. Returns the
+ * outbox and `sparseAt`, a time when a frame follows the first by more than the wait, yet comes
+ * before the paced pass.
  */
 async function afterOneSlowPass () {
   const slow = new SlowConnection('slow', 100)
@@ -311,7 +312,7 @@ async function afterOneSlowPass () {
   // The next pass may start three pass lengths after the first ended.
   const { started, ended } = slow.lastWrite
   const passWait = 3 * (ended - started)
-  return { slow, connections, outbox, sendOne, sparseAt: firstSent + passWait + (ended - firstSent) / 2, pacedPassAt: ended + passWait }
+  return { slow, connections, outbox, sendOne, firstSent, sparseAt: firstSent + passWait + (ended - firstSent) / 2, pacedPassAt: ended + passWait }
 }
 
 test('no wait for sparse frames', async () => {
@@ -330,6 +331,32 @@ test('no wait for sparse frames', async () => {
   outbox.broadcast(json('3'), new Set(), sendOne)
   await nextTurn()
   assert.deepEqual(slow.text, ['1', '2', '3'], 'one short gap does not make the pass wait')
+})
+
+test('no wait that gathers nothing', async () => {
+  const { slow, outbox, sendOne, firstSent } = await afterOneSlowPass()
+  const firstPass = slow.lastWrite.ended - slow.lastWrite.started
+
+  // No gap came before the first frame, so the second is written at the end of its turn.
+  const secondSent = slow.lastWrite.ended + 1.5 * firstPass
+  await waitUntilTime(secondSent)
+  outbox.broadcast(json('2'), new Set(), sendOne)
+  await nextTurn()
+  assert.deepEqual(slow.text, ['1', '2'])
+
+  // Both gaps before the third frame are shorter than the wait. The second is longer than what
+  // is left of the wait, so the next frame would likely come after the paced pass.
+  const { started, ended } = slow.lastWrite
+  const wait = 3 * (ended - started)
+  const earliest = (secondSent + ended + wait) / 2
+  await waitUntilTime((earliest + secondSent + wait) / 2)
+  const now = performance.now()
+  assert.ok(secondSent - firstSent < wait, 'the gap before the second frame is shorter than the wait')
+  assert.ok(now - secondSent < wait, 'the gap before the third frame is shorter than the wait')
+  assert.ok(now - secondSent > ended + wait - now, 'the gap before the third frame is longer than what is left of the wait')
+  outbox.broadcast(json('3'), new Set(), sendOne)
+  await nextTurn()
+  assert.deepEqual(slow.text, ['1', '2', '3'], 'the frame is written without waiting')
 })
 
 test('broadcast to own queues counts once', async () => {

@@ -181,12 +181,12 @@ export interface HubOptions {
   /**
    * The longest time, in milliseconds, that a busy hub keeps frames waiting so that it writes
    * more of them per system call. After the hub has written to its sockets, it waits three times
-   * as long as that took before it writes again, at most this long. It waits only while frames
-   * come more often than that: unless the last two gaps between frames were both shorter than
-   * the wait, a frame is written at the end of its turn. A hub with few sockets writes in well
-   * under a millisecond, so its frames go out at the end of the event-loop turn that queued them,
-   * as they always do with 0. Timers cannot wait less than 1 ms, so shorter waits also end with
-   * the turn.
+   * as long as that took before it writes again, at most this long. It waits only when another
+   * frame is likely to arrive first. Unless the last two gaps between frames were both shorter
+   * than what is left of the wait, a frame is written at the end of its turn. A hub with few
+   * sockets writes in well under a millisecond, so its frames go out at the end of the
+   * event-loop turn that queued them, as they always do with 0. Timers cannot wait less than
+   * 1 ms, so shorter waits also end with the turn.
    * @default 10
    */
   maximumWriteDelay?: number | undefined

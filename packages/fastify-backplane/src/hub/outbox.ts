@@ -46,13 +46,15 @@ interface SharedQueue extends FrameList {
  * `joinWebSocketFrames()`), so a client handles one message event for all of them.
  *
  * Writing is most of a busy hub's work: one system call per socket, whatever it carries. So
- * after each pass over the sockets the outbox waits three times as long as the pass took, up to
- * `maximumWriteDelay`, before the next one. Until the wait reaches that cap, the event loop
- * spends at most about a quarter of its time writing, and the frames that arrive meanwhile share
- * the next pass's system calls. The wait applies only while frames come more often than it
- * lasts. Unless the last two gaps between frames were both shorter than the wait, a frame is
- * written at the end of its turn, because waiting would then delay it without gathering another.
- * A pass over a few sockets takes microseconds, so a quiet or small hub writes every turn.
+ * after each pass over the sockets, the next pass may start only three pass lengths later, at
+ * most `maximumWriteDelay` later, and the frames that arrive meanwhile share its system calls. A
+ * frame waits for that start only if the last two gaps between frames were both shorter than
+ * what is left of the wait, because only then is another frame likely to arrive first.
+ * Otherwise it is written at the end of its turn. While frames come more often than every two
+ * pass lengths, the passes wait, and until the wait reaches its cap the event loop spends at
+ * most about a quarter of its time writing. When frames come less often, each gets a pass of its
+ * own, and writing takes at most about half of the time. A pass over a few sockets takes
+ * microseconds, so a quiet or small hub writes every turn.
  *
  * A broadcast to every connection is not copied into each connection's queue. The outbox keeps
  * one list of such frames per protocol, and in the next pass each connection that was sent
@@ -79,8 +81,6 @@ export class Outbox<TConnection extends OutboxConnection> {
   #scheduled = false
   /** The timer of a scheduled pass that waits, which a pass due sooner replaces. */
   #waitTimer: ReturnType<typeof setTimeout> | undefined
-  /** How long the outbox waits after the last pass before the next, in ms. */
-  #passWait = 0
   /** When the next pass may start, as a `performance.now()` time. */
   #nextPassAt = 0
   /** When a frame was last queued, as a `performance.now()` time. */
@@ -240,18 +240,19 @@ export class Outbox<TConnection extends OutboxConnection> {
   }
 
   /**
-   * Schedules the pass for a frame queued now. It waits for `#nextPassAt` only if the last two
-   * gaps between frames were both shorter than the wait, so that the wait is likely to gather
-   * more frames. One short gap after a frame that came late does not make it wait. A broadcast
-   * or multicast counts as one frame, however many queues it reaches.
+   * Schedules the pass for a frame queued now. The pass waits for `#nextPassAt` only if the last
+   * two gaps between frames were both shorter than what is left of the wait, because only then
+   * is another frame likely to arrive before it. A broadcast or multicast counts as one frame,
+   * however many queues it reaches.
    */
   #frameQueued (): void {
     const now = performance.now()
     const gap = now - this.#lastFrameAt
-    const frequent = Math.max(gap, this.#lastFrameGap) < this.#passWait
+    const remainingWait = this.#nextPassAt - now
+    const frequent = Math.max(gap, this.#lastFrameGap) < remainingWait
     this.#lastFrameAt = now
     this.#lastFrameGap = gap
-    this.#schedule(frequent ? this.#nextPassAt - now : 0)
+    this.#schedule(frequent ? remainingWait : 0)
   }
 
   /**
@@ -319,8 +320,7 @@ export class Outbox<TConnection extends OutboxConnection> {
     this.#queues.clear()
 
     const finished = performance.now()
-    this.#passWait = Math.min((finished - started) * PASS_WAIT_FACTOR, this.#maximumWriteDelay)
-    this.#nextPassAt = finished + this.#passWait
+    this.#nextPassAt = finished + Math.min((finished - started) * PASS_WAIT_FACTOR, this.#maximumWriteDelay)
   }
 }
 
