@@ -41,7 +41,7 @@ const modes = {
     allFanouts: [1000, 5000],
     groupFanouts: [1000, 5000],
     stepMs: 5000,
-    ladder: { start: 10_000, min: 5000, max: 2_560_000, refinements: 3, retryFailed: true, disturbedRetries: 3 },
+    ladder: { start: 10_000, min: 5000, max: 2_560_000, failuresToStop: 2, refinements: 3, retryFailed: true, disturbedRetries: 3 },
     fixedRate: { deliveriesPerSecond: 100_000, fanout: 1000, durationMs: 10_000, rounds: 5, disturbedRetries: 3 },
     idleConnections: 10_000,
     quietWaitMs: 30_000,
@@ -54,7 +54,7 @@ const modes = {
     stepMs: 2000,
     // Fewer retries and shorter waits than the full run, and no retry once a system has run for
     // retryBudgetMs, so that the run ends within 3 minutes.
-    ladder: { start: 10_000, min: 5000, max: 2_560_000, refinements: 2, retryFailed: true, disturbedRetries: 1 },
+    ladder: { start: 10_000, min: 5000, max: 2_560_000, failuresToStop: 1, refinements: 2, retryFailed: true, disturbedRetries: 1 },
     fixedRate: { deliveriesPerSecond: 100_000, fanout: 1000, durationMs: 4000, rounds: 1, disturbedRetries: 1 },
     idleConnections: 0,
     quietWaitMs: 10_000,

@@ -205,10 +205,15 @@ async function attemptStep (bench, steps, { ladder, onStep, ...step }) {
 }
 
 /**
- * Finds the highest delivery rate that passes: doubles from `ladder.start` until a step fails
- * or `ladder.max` is passed, then bisects (geometrically) between the last pass and the first
- * failure `ladder.refinements` times. If `ladder.start` already fails, it halves the rate down
- * to `ladder.min` instead. Retries follow `attemptStep()`.
+ * Finds the highest delivery rate that passes: doubles from `ladder.start` until
+ * `ladder.failuresToStop` doublings in a row fail or `ladder.max` is passed, then bisects
+ * (geometrically) between the highest pass and the lowest failure above it
+ * `ladder.refinements` times. If nothing passed, it halves the rate from `ladder.start` down to
+ * `ladder.min` instead. Retries follow `attemptStep()`.
+ *
+ * More than one failure in a row is needed where p99 does not rise with the rate. At 5,000
+ * clients it falls from one broadcast per second to dozens, so a first step that fails by a
+ * millisecond would otherwise hide rates many times higher that pass.
  */
 export async function runLadder (bench, { scenario, fanout, group, ladder, stepMs, onStep }) {
   const steps = []
@@ -217,12 +222,16 @@ export async function runLadder (bench, { scenario, fanout, group, ladder, stepM
 
   let passed
   let failed
+  let failuresInARow = 0
   for (let deliveries = ladder.start; deliveries <= ladder.max; deliveries *= 2) {
     if (await attempt(deliveries)) {
       passed = deliveries
+      failed = undefined
+      failuresInARow = 0
     } else {
-      failed = deliveries
-      break
+      failed ??= deliveries
+      failuresInARow++
+      if (failuresInARow >= ladder.failuresToStop) break
     }
   }
   for (let deliveries = ladder.start / 2; passed === undefined && deliveries >= ladder.min; deliveries /= 2) {
