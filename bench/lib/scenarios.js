@@ -212,8 +212,8 @@ async function attemptStep (bench, steps, { ladder, onStep, ...step }) {
  * `ladder.min` instead. Retries follow `attemptStep()`.
  *
  * More than one failure in a row is needed where p99 does not rise with the rate. At 5,000
- * clients it falls from one broadcast per second to dozens, so a first step that fails by a
- * millisecond would otherwise hide rates many times higher that pass.
+ * clients it can fall from one broadcast per second to dozens, and then a first step that fails
+ * by a millisecond would hide rates many times higher that pass.
  */
 export async function runLadder (bench, { scenario, fanout, group, ladder, stepMs, onStep }) {
   const steps = []
