@@ -206,8 +206,8 @@ async function attemptStep (bench, steps, { ladder, onStep, ...step }) {
 
 /**
  * Finds the highest delivery rate that passes: doubles from `ladder.start` until
- * `ladder.failuresToStop` doublings in a row fail or `ladder.max` is passed, then bisects
- * (geometrically) between the highest pass and the lowest failure above it
+ * `ladder.failuresToStop` (1 when unset) doublings in a row fail or `ladder.max` is passed,
+ * then bisects (geometrically) between the highest pass and the lowest failure above it
  * `ladder.refinements` times. If nothing passed, it halves the rate from `ladder.start` down to
  * `ladder.min` instead. Retries follow `attemptStep()`.
  *
@@ -231,7 +231,7 @@ export async function runLadder (bench, { scenario, fanout, group, ladder, stepM
     } else {
       failed ??= deliveries
       failuresInARow++
-      if (failuresInARow >= ladder.failuresToStop) break
+      if (failuresInARow >= (ladder.failuresToStop ?? 1)) break
     }
   }
   for (let deliveries = ladder.start / 2; passed === undefined && deliveries >= ladder.min; deliveries /= 2) {
