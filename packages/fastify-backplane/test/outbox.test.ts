@@ -338,22 +338,22 @@ test('no wait that gathers nothing', async () => {
   const firstPass = slow.lastWrite.ended - slow.lastWrite.started
 
   // No gap came before the first frame, so the second is written at the end of its turn.
-  const secondSent = slow.lastWrite.ended + 1.5 * firstPass
-  await waitUntilTime(secondSent)
+  await waitUntilTime(slow.lastWrite.ended + 1.5 * firstPass)
+  const secondSent = performance.now()
   outbox.broadcast(json('2'), new Set(), sendOne)
   await nextTurn()
   assert.deepEqual(slow.text, ['1', '2'])
 
-  // Both gaps before the third frame are shorter than the wait. The second is longer than what
-  // is left of the wait, so the next frame would likely come after the paced pass.
+  // Both gaps before the third frame are shorter than the wait. The gap just before it is also
+  // longer than what is left of the wait, so the next frame would likely come after the pass.
   const { started, ended } = slow.lastWrite
   const wait = 3 * (ended - started)
   const earliest = (secondSent + ended + wait) / 2
   await waitUntilTime((earliest + secondSent + wait) / 2)
-  const now = performance.now()
+  const thirdSent = performance.now()
   assert.ok(secondSent - firstSent < wait, 'the gap before the second frame is shorter than the wait')
-  assert.ok(now - secondSent < wait, 'the gap before the third frame is shorter than the wait')
-  assert.ok(now - secondSent > ended + wait - now, 'the gap before the third frame is longer than what is left of the wait')
+  assert.ok(thirdSent - secondSent < wait, 'the gap before the third frame is shorter than the wait')
+  assert.ok(thirdSent - secondSent > ended + wait - thirdSent, 'the gap before the third frame is longer than what is left of the wait')
   outbox.broadcast(json('3'), new Set(), sendOne)
   await nextTurn()
   assert.deepEqual(slow.text, ['1', '2', '3'], 'the frame is written without waiting')
