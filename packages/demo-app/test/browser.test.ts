@@ -85,17 +85,30 @@ async function noteTexts (page: Page): Promise<string[]> {
  * Records every value of the connection state attribute from now on, in `window.recordedStates`.
  * The script is a string because the test's TypeScript settings have no DOM types.
  */
+/** A connection state that the page showed, with its label and whether adding a note was possible. */
+interface RecordedState {
+  state: string
+  label: string
+  addNoteDisabled: boolean
+}
+
+/**
+ * Records every connection state the page shows from now on. A state can last only milliseconds,
+ * as "reconnecting" does when the first retry succeeds, too short for a locator to see it.
+ */
 async function recordConnectionStates (page: Page): Promise<void> {
   await page.evaluate(`(() => {
     const element = document.getElementById('connection-state')
-    const states = [element.dataset.state]
+    const button = document.getElementById('add-note')
+    const record = () => ({ state: element.dataset.state, label: element.textContent, addNoteDisabled: button.disabled })
+    const states = [record()]
     window.recordedStates = states
-    new MutationObserver(() => states.push(element.dataset.state)).observe(element, { attributes: true, attributeFilter: ['data-state'] })
+    new MutationObserver(() => states.push(record())).observe(element, { attributes: true, attributeFilter: ['data-state'] })
   })()`)
 }
 
-async function recordedStates (page: Page): Promise<string[]> {
-  return await page.evaluate('window.recordedStates') as string[]
+async function recordedStates (page: Page): Promise<RecordedState[]> {
+  return await page.evaluate('window.recordedStates') as RecordedState[]
 }
 
 test('board syncs between pages on two instances', { skip, timeout: 120_000 }, async (t) => {
@@ -222,9 +235,10 @@ test('pages survive a restart of their instance', { skip, timeout: 120_000 }, as
   // SIGTERM, as Heroku sends on a restart: the hub sends its clients a Close message that
   // allows reconnecting, so they reconnect through the front.
   const stopped = restarted.stop()
-  await first.locator('#connection-state[data-state="reconnecting"]').waitFor({ timeout: 10_000 })
-  assert.equal(await first.locator('#connection-state').textContent(), 'Connection lost. Reconnecting…')
-  assert.ok(await first.getByRole('button', { name: 'Add note' }).isDisabled(), 'changes wait for the connection')
+  await first.waitForFunction('window.recordedStates.some((recorded) => recorded.state === "reconnecting")', undefined, { timeout: 10_000 })
+  const reconnecting = (await recordedStates(first)).find((recorded) => recorded.state === 'reconnecting')!
+  assert.equal(reconnecting.label, 'Connection lost. Reconnecting…')
+  assert.ok(reconnecting.addNoteDisabled, 'changes wait for the connection')
   await writer.invoke<NoteAdded>('AddNote', 'restart', 'Written during the restart')
   await stopped
 
@@ -232,7 +246,7 @@ test('pages survive a restart of their instance', { skip, timeout: 120_000 }, as
   assert.equal(await first.locator('#instance-id').textContent(), survivor.name, 'page 1 moved to the other instance')
   await noteItem(first, 'Written during the restart').waitFor({ timeout: SYNC_TIMEOUT_MS })
   assert.deepEqual(await noteTexts(first), ['Written during the restart', 'Written before the restart'])
-  const states = await recordedStates(first)
+  const states = (await recordedStates(first)).map((recorded) => recorded.state)
   assert.deepEqual(states.slice(0, 2), ['connected', 'reconnecting'], `states: ${states.join(', ')}`)
   assert.equal(states.at(-1), 'connected', `states: ${states.join(', ')}`)
 
