@@ -222,16 +222,16 @@ export async function runLadder (bench, { scenario, fanout, group, ladder, stepM
 
   let passed
   let failed
-  let failuresInARow = 0
+  let consecutiveFailures = 0
   for (let deliveries = ladder.start; deliveries <= ladder.max; deliveries *= 2) {
     if (await attempt(deliveries)) {
       passed = deliveries
       failed = undefined
-      failuresInARow = 0
+      consecutiveFailures = 0
     } else {
       failed ??= deliveries
-      failuresInARow++
-      if (failuresInARow >= (ladder.failuresToStop ?? 1)) break
+      consecutiveFailures++
+      if (consecutiveFailures >= (ladder.failuresToStop ?? 1)) break
     }
   }
   for (let deliveries = ladder.start / 2; passed === undefined && deliveries >= ladder.min; deliveries /= 2) {

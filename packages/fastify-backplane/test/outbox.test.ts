@@ -347,13 +347,13 @@ test('no wait that gathers nothing', async () => {
   // Both gaps before the third frame are shorter than the wait. The gap just before it is also
   // longer than what is left of the wait, so the next frame would likely come after the pass.
   const { started, ended } = slow.lastWrite
-  const wait = 3 * (ended - started)
-  const earliest = (secondSent + ended + wait) / 2
-  await waitUntilTime((earliest + secondSent + wait) / 2)
+  const passWait = 3 * (ended - started)
+  const earliestThirdSent = (secondSent + ended + passWait) / 2
+  await waitUntilTime((earliestThirdSent + secondSent + passWait) / 2)
   const thirdSent = performance.now()
-  assert.ok(secondSent - firstSent < wait, 'the gap before the second frame is shorter than the wait')
-  assert.ok(thirdSent - secondSent < wait, 'the gap before the third frame is shorter than the wait')
-  assert.ok(thirdSent - secondSent > ended + wait - thirdSent, 'the gap before the third frame is longer than what is left of the wait')
+  assert.ok(secondSent - firstSent < passWait, 'the gap before the second frame is shorter than the wait')
+  assert.ok(thirdSent - secondSent < passWait, 'the gap before the third frame is shorter than the wait')
+  assert.ok(thirdSent - secondSent > ended + passWait - thirdSent, 'the gap before the third frame is longer than what is left of the wait')
   outbox.broadcast(json('3'), new Set(), sendOne)
   await nextTurn()
   assert.deepEqual(slow.text, ['1', '2', '3'], 'the frame is written without waiting')

@@ -46,9 +46,9 @@ interface SharedQueue extends FrameList {
  * `joinWebSocketFrames()`), so a client handles one message event for all of them.
  *
  * Writing is most of a busy hub's work: one system call per socket, whatever it carries. So
- * after each pass over the sockets, the next pass may start only three pass lengths later, at
- * most `maximumWriteDelay` later, and the frames that arrive meanwhile share its system calls. A
- * frame waits for that start only if the last two gaps between frames were both shorter than
+ * after each pass over the sockets, the next pass waits three times as long as the pass took,
+ * at most `maximumWriteDelay`, and the frames that arrive meanwhile share its system calls. A
+ * frame waits for that pass only if the last two gaps between frames were both shorter than
  * what is left of the wait, because only then is another frame likely to arrive first.
  * Otherwise it is written at the end of its turn. While frames come more often than every two
  * pass lengths, the passes wait, and until the wait reaches its cap the event loop spends at
