@@ -8,12 +8,11 @@ import fastifyRedis from '@fastify/redis'
 import fastifyStatic from '@fastify/static'
 import Fastify from 'fastify'
 import type { FastifyBaseLogger, FastifyInstance, FastifyServerOptions } from 'fastify'
-import { backplane, hub, parseRedisUrl } from 'fastify-backplane'
+import { backplane, connectRedis, hub, parseRedisUrl } from 'fastify-backplane'
 import { MemoryNoteStore } from './memory-note-store.js'
 import { createNoteHub, groupForBoard } from './note-hub.js'
 import type { NoteStore } from './notes.js'
 import { PresenceNotifier } from './presence.js'
-import { connectRedis } from './redis-connection.js'
 import { RedisNoteStore } from './redis-note-store.js'
 
 export interface AppOptions {
@@ -31,8 +30,9 @@ export interface AppOptions {
   redisRejectUnauthorized?: boolean
   /**
    * How long the start waits for Redis to accept the app's connection, in ms. Past it, the start
-   * fails with `NOTES_BOARD_REDIS_UNREACHABLE`. A wrong password, an unknown host or a
-   * certificate that fails verification fails at once with `NOTES_BOARD_REDIS_CONNECTION_FAILED`.
+   * fails with `FST_BACKPLANE_REDIS_UNREACHABLE`, which names the last connection error, such as
+   * an unknown host. A wrong password or a certificate that fails verification fails at once
+   * with `FST_BACKPLANE_REDIS_REJECTED`.
    * @default 10000
    */
   redisConnectTimeout?: number
@@ -99,8 +99,8 @@ export async function buildApp (options: AppOptions = {}): Promise<FastifyInstan
       app.log.info({ host: redisOptions.host, port: redisOptions.port, db: redisOptions.db, tls: redisOptions.tls !== undefined }, 'connecting to Redis')
       // @fastify/redis would wait for a client of its own without a limit while Redis refuses, so
       // the start would end at Fastify's plugin timeout, with an error that names neither Redis nor
-      // the cause.
-      const client = await connectRedis(redisOptions, options.redisConnectTimeout ?? 10_000, app.log)
+      // the cause. connectRedis() waits at most redisConnectTimeout, and logs each outage once.
+      const client = await connectRedis(redisOptions, { log: app.log, connectTimeout: options.redisConnectTimeout ?? 10_000 })
       await app.register(fastifyRedis, { client, closeClient: true })
 
       store = new RedisNoteStore({
@@ -115,7 +115,7 @@ export async function buildApp (options: AppOptions = {}): Promise<FastifyInstan
     }
 
     // The backplane shares the app's client for PUBLISH and opens one more connection, a
-    // duplicate of it, for SUBSCRIBE. It logs the errors of that duplicate, and connectRedis
+    // duplicate of it, for SUBSCRIBE. It logs the errors of that duplicate, and connectRedis()
     // those of the shared client.
     await app.register(backplane, {
       redis: store instanceof RedisNoteStore ? app.redis : undefined,

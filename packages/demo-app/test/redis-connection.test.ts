@@ -12,10 +12,10 @@ test('start fails when Redis refuses', { timeout: 30_000 }, async () => {
   await assert.rejects(
     buildApp({ redisUrl: `redis://127.0.0.1:${closedPort}`, redisConnectTimeout: 300 }),
     (err: Error & { code?: string }) => {
-      assert.equal(err.code, 'NOTES_BOARD_REDIS_UNREACHABLE')
-      assert.match(err.message, new RegExp(`Redis at 127\\.0\\.0\\.1:${closedPort} did not accept a connection within 300 ms`))
+      assert.equal(err.code, 'FST_BACKPLANE_REDIS_UNREACHABLE')
+      assert.match(err.message, new RegExp(`Redis at 127\\.0\\.0\\.1:${closedPort} was not ready within 300 ms`))
       assert.match(err.message, /last error: connect ECONNREFUSED/)
-      assert.match(err.message, /Check that REDIS_URL names a running Redis server/)
+      assert.match(err.message, /Check that the redis option or REDIS_URL names a running server/)
       return true
     }
   )
@@ -30,8 +30,8 @@ test('start fails at once on a wrong password', { timeout: 30_000 }, async (t) =
   await assert.rejects(
     buildApp({ redisUrl: `redis://:the-wrong-password@127.0.0.1:${redis.port}`, redisConnectTimeout: 20_000 }),
     (err: Error & { code?: string }) => {
-      assert.equal(err.code, 'NOTES_BOARD_REDIS_CONNECTION_FAILED')
-      assert.match(err.message, new RegExp(`Connecting to Redis at 127\\.0\\.0\\.1:${redis.port} failed: WRONGPASS`))
+      assert.equal(err.code, 'FST_BACKPLANE_REDIS_REJECTED')
+      assert.match(err.message, new RegExp(`Redis at 127\\.0\\.0\\.1:${redis.port} rejected the connection: WRONGPASS`))
       assert.ok(!err.message.includes('the-wrong-password'), 'the message leaves out the password')
       return true
     }
@@ -76,8 +76,8 @@ test('start fails at once on an unverified certificate', { timeout: 30_000 }, as
   await assert.rejects(
     buildApp({ redisUrl: redis.url, redisRejectUnauthorized: true, redisConnectTimeout: 20_000 }),
     (err: Error & { code?: string }) => {
-      assert.equal(err.code, 'NOTES_BOARD_REDIS_CONNECTION_FAILED')
-      assert.match(err.message, new RegExp(`Connecting to Redis at 127\\.0\\.0\\.1:${redis.port} failed: self-signed certificate`))
+      assert.equal(err.code, 'FST_BACKPLANE_REDIS_REJECTED')
+      assert.match(err.message, new RegExp(`Redis at 127\\.0\\.0\\.1:${redis.port} rejected the connection: self-signed certificate`))
       return true
     }
   )

@@ -136,8 +136,8 @@ test('server entry exits when Redis refuses', { timeout: 45_000 }, async (t) => 
   assert.equal(retrying.length, 1, `logs "Redis not ready yet; retrying" once. Output:\n${server.output()}`)
   assert.equal((retrying[0]?.error as { code?: string } | undefined)?.code, 'ECONNREFUSED')
   const err = failures[0]?.err as { code?: string, message?: string } | undefined
-  assert.equal(err?.code, 'NOTES_BOARD_REDIS_UNREACHABLE')
-  assert.match(String(err?.message), new RegExp(`Redis at 127\\.0\\.0\\.1:${closedRedisPort} did not accept a connection within 10000 ms`))
+  assert.equal(err?.code, 'FST_BACKPLANE_REDIS_UNREACHABLE')
+  assert.match(String(err?.message), new RegExp(`Redis at 127\\.0\\.0\\.1:${closedRedisPort} was not ready within 10000 ms`))
   assert.match(String(err?.message), /ECONNREFUSED/)
 })
 

@@ -1,8 +1,8 @@
 import { Cluster, Redis } from 'ioredis'
 import Fastify from 'fastify'
 import { expectAssignable, expectError, expectNotAssignable, expectType } from 'tsd'
-import fastifyBackplane, { backplane, InProcessBus } from 'fastify-backplane'
-import type { Backplane, BackplaneHealth, BackplaneOptions, BroadcastFunction, HubContext, Presence } from 'fastify-backplane'
+import fastifyBackplane, { backplane, connectRedis, InProcessBus } from 'fastify-backplane'
+import type { Backplane, BackplaneHealth, BackplaneOptions, BroadcastFunction, ConnectRedisOptions, HubContext, Presence } from 'fastify-backplane'
 
 const app = Fastify()
 
@@ -79,3 +79,15 @@ expectType<HubContext>(app.backplane.hubContext('chat'))
 expectType<Promise<Presence>>(app.backplane.hubContext().count({ group: 'lobby' }))
 expectType<Promise<void>>(app.backplane.hubContext().groups.add('connection-1', 'lobby'))
 expectError(app.backplane.hubContext(1))
+
+// connectRedis() takes a URL or ioredis options and the app's logger, and resolves with a client
+// that the backplane can share.
+const shared = await connectRedis('redis://127.0.0.1:6379', { log: app.log })
+expectType<Redis>(shared)
+await app.register(backplane, { redis: shared })
+expectType<Promise<Redis>>(connectRedis({ host: '127.0.0.1', port: 6379 }, { log: app.log, connectTimeout: 5000, rejectUnauthorized: false }))
+expectAssignable<ConnectRedisOptions>({ log: app.log, connectTimeout: undefined, rejectUnauthorized: undefined })
+expectError(connectRedis('redis://127.0.0.1:6379'))
+expectError(connectRedis('redis://127.0.0.1:6379', {}))
+expectError(connectRedis('redis://127.0.0.1:6379', { log: app.log, connectTimeout: '5000' }))
+expectError(connectRedis(new Redis({ lazyConnect: true }), { log: app.log }))

@@ -1,13 +1,14 @@
 import fastifyRedis from '@fastify/redis'
 import type { FastifyInstance } from 'fastify'
-import { Cluster, Redis, ReplyError } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 import type { ClusterOptions, RedisOptions } from 'ioredis'
-import { InvalidOptionError, RedisRejectedError, RedisUnreachableError } from '../errors.js'
+import { InvalidOptionError } from '../errors.js'
 import type { ResolvedBackplaneOptions } from '../backplane/options.js'
 import { ThrottledWarnings } from '../backplane/throttled-log.js'
 import { InProcessTransport } from './in-process.js'
 import { describeError, RedisTransport } from './redis.js'
 import { RedisClusterTransport } from './redis-cluster.js'
+import { isRedisClient, reconnectDelay, toRedisOptions, waitUntilReady } from './redis-client.js'
 import { parseRedisUrl } from './redis-url.js'
 import type { Transport } from './transport.js'
 
@@ -74,12 +75,6 @@ async function connectCluster (fastify: FastifyInstance, options: ResolvedBackpl
   return new RedisClusterTransport({ publisher, subscriber, owned, closeTimeout: options.closeTimeout })
 }
 
-function toRedisOptions (redis: string | RedisOptions, rejectUnauthorized: boolean): RedisOptions {
-  if (typeof redis === 'string') return parseRedisUrl(redis, { rejectUnauthorized })
-  if (redis.tls !== undefined && !rejectUnauthorized) return { ...redis, tls: { ...(redis.tls as object), rejectUnauthorized } }
-  return redis
-}
-
 /**
  * Opens the publisher, waits until it is ready, and hands it to `@fastify/redis`, registered in
  * an encapsulated context so its `redis` decorator never reaches the app: an app that registers
@@ -101,70 +96,6 @@ async function openPublisher (fastify: FastifyInstance, redisOptions: RedisOptio
     await child.register(fastifyRedis, { client, closeClient: false })
   })
   return client
-}
-
-/**
- * Waits until a new client has connected and is ready for commands. After `timeout` ms it
- * disconnects the client, which would otherwise keep retrying, and fails with the last error.
- * An error that no retry can fix, such as a wrong password or a certificate that fails
- * verification, fails at once.
- */
-async function waitUntilReady (client: Redis, timeout: number): Promise<void> {
-  if (client.status === 'ready') return
-  // A client made with lazyConnect waits for its first command. Its errors reach the listeners.
-  if (client.status === 'wait') client.connect().catch(() => {})
-  const { host, port, path } = client.options
-  const address = path ?? `${host ?? 'localhost'}:${port ?? 6379}`
-  let lastError = 'none reported'
-  await new Promise<void>((resolve, reject) => {
-    const fail = (err: Error): void => {
-      cleanUp()
-      client.disconnect()
-      reject(err)
-    }
-    const onError = (err: Error & { code?: string }): void => {
-      // Reply errors of the connection's first commands (AUTH, HELLO, SELECT) carry the
-      // command's arguments, so only their message goes into the new error.
-      if (err instanceof ReplyError || (err.code !== undefined && CERTIFICATE_ERROR_CODES.has(err.code))) fail(new RedisRejectedError(address, err.message))
-      else lastError = err.message
-    }
-    const onReady = (): void => {
-      cleanUp()
-      resolve()
-    }
-    const timer = setTimeout(() => fail(new RedisUnreachableError(address, timeout, lastError)), timeout)
-    const cleanUp = (): void => {
-      clearTimeout(timer)
-      client.off('ready', onReady)
-      client.off('error', onError)
-    }
-    client.on('ready', onReady)
-    client.on('error', onError)
-  })
-}
-
-/** Codes of TLS errors after which only other TLS settings let a connection succeed. */
-const CERTIFICATE_ERROR_CODES = new Set([
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'CERT_HAS_EXPIRED',
-  'ERR_TLS_CERT_ALTNAME_INVALID'
-])
-
-/**
- * Returns the delay before reconnect attempt `attempt`: exponential from 100 ms up to 2 s, with
- * jitter, so that the instances of an app do not reconnect in lockstep after a Redis restart.
- * It never gives up, so subscriptions come back however long the outage lasts.
- */
-export function reconnectDelay (attempt: number): number {
-  const ceiling = Math.min(2000, 100 * 2 ** Math.min(attempt, 5))
-  return Math.round(ceiling / 2 + Math.random() * ceiling / 2)
-}
-
-function isRedisClient (value: unknown): value is Redis {
-  return value instanceof Redis || (typeof value === 'object' && value !== null &&
-    typeof (value as Redis).duplicate === 'function' && typeof (value as Redis).publish === 'function')
 }
 
 function reportConnectionErrors (fastify: FastifyInstance, client: Redis | Cluster, role: string): void {
