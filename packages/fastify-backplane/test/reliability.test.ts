@@ -64,6 +64,27 @@ test('Redis restarts several times', async (t) => {
   await eventually(() => a.backplane.health().healthy && b.backplane.health().healthy, 5000, 'healthy after the restarts')
 })
 
+test('outage leaves no stale probe', async (t) => {
+  const redis = await startRedisServer()
+  t.after(() => redis.stop())
+  const logLines: string[] = []
+  const [a] = await twoInstances(t, redis, logLines)
+  await eventually(() => a.backplane.health().healthy, 5000, 'healthy at start')
+
+  // Five health checks fall into the outage, and their probes cannot reach Redis.
+  await redis.stop()
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  await redis.restart()
+  await eventually(() => a.backplane.health().healthy, 10_000, 'healthy after the restart')
+  // Ten more checks, in which a probe left over from the outage would have timed out.
+  await new Promise((resolve) => setTimeout(resolve, 2000))
+
+  const timeouts = logLines.filter((line) => line.includes('health check timed out'))
+  assert.deepEqual(timeouts, [], 'no reconnect after Redis came back by itself')
+  assert.equal(a.backplane.health().failedProbes, 0)
+  assert.equal(a.backplane.health().state, 'connected')
+})
+
 test('frozen Redis trips the health check', async (t) => {
   const redis = await startRedisServer()
   t.after(() => { redis.resume(); return redis.stop() })

@@ -150,7 +150,8 @@ export class Backplane {
   #sequence = 0
   #closed = false
   #healthTimer: NodeJS.Timeout | undefined
-  #pendingProbe: { requestId: number, sentAt: number } | undefined
+  /** The last probe, until its reply arrives or the next check; `failed` once its PUBLISH failed. */
+  #pendingProbe: { requestId: number, sentAt: number, failed: boolean } | undefined
   #probeRoundTrip: number | null = null
   #lastProbeAt: number | undefined
   #lastMessageAt: number | undefined
@@ -438,26 +439,34 @@ export class Backplane {
   /**
    * Sends a probe to this instance's own channel. A probe still unanswered one interval later
    * means the connections look open but carry nothing, as after a half-open TCP connection or
-   * a frozen server, so the transport reconnects.
+   * a frozen server, so the transport reconnects. Only a probe sent while the connections were
+   * up counts. No probe is sent while the transport reconnects, and one whose PUBLISH failed is
+   * dropped: both mean an outage that the transport's own events report, and once Redis is back
+   * a reconnect would only drop the connections that were just restored.
    */
   #checkHealth (): void {
     if (this.#closed) return
     const now = Date.now()
-    if (this.#pendingProbe !== undefined) {
+    const pending = this.#pendingProbe
+    this.#pendingProbe = undefined
+    if (pending !== undefined && !pending.failed) {
       this.#failedProbes++
-      const waited = now - this.#pendingProbe.sentAt
-      this.#pendingProbe = undefined
       if (this.#transport.connected) {
-        this.#warnings.warn('health-check', { failedProbes: this.#failedProbes, waited, transport: this.#transport.kind }, 'backplane health check timed out; reconnecting to Redis')
+        this.#warnings.warn('health-check', { failedProbes: this.#failedProbes, waited: now - pending.sentAt, transport: this.#transport.kind }, 'backplane health check timed out; reconnecting to Redis')
         this.#transport.reconnect()
+        // A probe sent now could reach Redis before the subscriber has subscribed again, so the
+        // next check probes the new connections.
+        return
       }
     }
+    if (!this.#transport.connected) return
 
     const probe: ProbeEnvelope = { type: 'probe', origin: this.#origin, requestId: ++this.#sequence }
-    this.#pendingProbe = { requestId: probe.requestId, sentAt: now }
+    const sent = { requestId: probe.requestId, sentAt: now, failed: false }
+    this.#pendingProbe = sent
     this.#transport.publish(this.#channels.instance(this.#origin), encodeEnvelope(probe)).catch(() => {
-      // The transport is down, which its own connection events report; the probe counts as
-      // unanswered at the next check.
+      // The connection failed meanwhile, which the transport's own events report.
+      sent.failed = true
     })
   }
 
