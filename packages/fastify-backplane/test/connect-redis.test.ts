@@ -10,7 +10,7 @@ import { freePort, startRedisServer } from './helpers/redis-server.js'
 
 const PASSWORD = 'connect-Pa55word-41f7'
 
-/** A logger whose lines the test reads, parsed, and a check that none contains the password. */
+/** Creates a logger whose lines the test reads, parsed, and checks at the end that none contains the password. */
 function capturedLog (t: TestContext): { log: FastifyBaseLogger, lines: Array<Record<string, any>> } {
   const lines: Array<Record<string, any>> = []
   const app = Fastify({ logger: { level: 'info', stream: { write: (line: string) => { lines.push(JSON.parse(line)) } } } })
@@ -87,6 +87,7 @@ test('connectRedis rejects a wrong password', async (t) => {
   await assert.rejects(connectRedis(`redis://:${PASSWORD}@127.0.0.1:${redis.port}`, { log, connectTimeout: 20_000 }), (err: Error & { code?: string }) => {
     assert.equal(err.code, 'FST_BACKPLANE_REDIS_REJECTED')
     assert.match(err.message, new RegExp(`Redis at 127\\.0\\.0\\.1:${redis.port} rejected the connection: WRONGPASS`))
+    assert.ok(!err.message.includes('..'), `one period between the reason and the fix: ${err.message}`)
     assert.ok(!err.message.includes(PASSWORD), 'the message leaves out the password')
     return true
   })

@@ -43,7 +43,7 @@ export interface ConnectRedisOptions {
 export async function connectRedis (redis: string | RedisOptions, options: ConnectRedisOptions): Promise<Redis> {
   const { log, connectTimeout = 8000, rejectUnauthorized = true } = options ?? {}
   if (typeof redis !== 'string' && (typeof redis !== 'object' || redis === null || isRedisClient(redis))) {
-    throw new InvalidOptionError('redis', `expected a URL string or ioredis options, got ${isRedisClient(redis) ? 'an ioredis client' : describeValue(redis)}`, 'Pass process.env.REDIS_URL; a client that is already open needs no connectRedis().')
+    throw new InvalidOptionError('redis', `expected a URL string or ioredis options, got ${isRedisClient(redis) ? 'an ioredis client' : describeValue(redis)}`, 'Pass a redis:// or rediss:// URL or ioredis options, and call connectRedis() only when Redis is configured. A client that is already open needs no connectRedis().')
   }
   if (typeof log?.warn !== 'function' || typeof log.info !== 'function') {
     throw new InvalidOptionError('log', `expected a pino logger, got ${describeValue(log)}`, 'Pass the app\'s logger, app.log.')
@@ -105,8 +105,10 @@ export async function waitUntilReady (client: Redis, timeout: number): Promise<v
     const onError = (err: Error): void => {
       // Reply errors of the connection's first commands (AUTH, HELLO, SELECT) carry the
       // command's arguments, so only their message goes into the new error.
-      if (isPermanent(err)) fail(new RedisRejectedError(address, err.message))
-      else lastError = err.message
+      // The error messages end a sentence of their own, so their final period goes.
+      const message = err.message.replace(/\.$/, '')
+      if (isPermanent(err)) fail(new RedisRejectedError(address, message))
+      else lastError = message
     }
     const onReady = (): void => {
       cleanUp()
@@ -132,12 +134,12 @@ const CERTIFICATE_ERROR_CODES = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID'
 ])
 
-/** Whether retrying cannot fix a connection error: a reply error, such as a wrong password, or a certificate error. */
+/** Returns whether retrying cannot fix a connection error: a reply error, such as a wrong password, or a certificate error. */
 function isPermanent (err: Error & { code?: string }): boolean {
   return err instanceof ReplyError || (err.code !== undefined && CERTIFICATE_ERROR_CODES.has(err.code))
 }
 
-/** The host and port, or the socket path, that identify a Redis server in errors and logs. */
+/** Returns the host and port, or the socket path, that identify a Redis server in errors and logs. */
 function addressOf (options: RedisOptions): string {
   return options.path ?? `${options.host ?? 'localhost'}:${options.port ?? 6379}`
 }
