@@ -77,7 +77,7 @@ export function formatReport (results) {
         const bestP99 = Math.min(...lowest.map((step) => step.latencyMs.p99 ?? Infinity))
         return `< ${integer.format(ladder.lowestRateTried)} (p99 ${decimal.format(bestP99)} ms at ${integer.format(ladder.lowestRateTried)}/s)`
       }
-    })), (value) => typeof value === 'number' ? integer.format(value) : value))
+    })), (value) => typeof value === 'number' ? integer.format(value) : value) + failedBelowNote(results, keys))
 
   sections.push('### CPU at the failing rate that bounds each ladder\n\n' +
     'CPU in cores over the step, for the load generator, server A, server B, redis-server, ' +
@@ -144,6 +144,35 @@ export function formatReport (results) {
   sections.push(`Load average (1 min) before → after each system: ${loads.join('; ')}. ` +
     'These include the benchmark\'s own processes, so they show how busy the machine was, not what else ran on it.')
   return sections.join('\n\n')
+}
+
+/**
+ * Returns the rates below a ladder's result at which every try failed, in ascending order. At
+ * 5,000 clients the p99 can fall as the rate rises, so a ladder can pass a rate above ones it
+ * failed.
+ */
+export function failedRatesBelowResult (ladder) {
+  const passedRates = new Set(ladder.steps.filter((step) => step.passed).map((step) => step.deliveriesPerSecond))
+  const failedRates = new Set(ladder.steps
+    .filter((step) => !step.passed && step.deliveriesPerSecond < ladder.maxDeliveriesPerSecond && !passedRates.has(step.deliveriesPerSecond))
+    .map((step) => step.deliveriesPerSecond))
+  return [...failedRates].sort((a, b) => a - b)
+}
+
+/** Returns a note that lists, per system and ladder, the failed rates below the table's result. */
+function failedBelowNote (results, keys) {
+  const lines = []
+  for (const [system, systemResult] of Object.entries(results.systems)) {
+    for (const [scenario, fanout] of keys) {
+      const ladder = findLadder(systemResult, scenario, fanout)
+      if (ladder === undefined || !(ladder.maxDeliveriesPerSecond > 0)) continue
+      const failed = failedRatesBelowResult(ladder)
+      if (failed.length === 0) continue
+      lines.push(`- ${system}, ${ladderLabel({ scenario, fanout })}: ${integer.format(ladder.maxDeliveriesPerSecond)}/s passed, but ${failed.map((rate) => `${integer.format(rate)}/s`).join(', ')} failed`)
+    }
+  }
+  if (lines.length === 0) return ''
+  return '\n\nResults above rates that failed on every try:\n\n' + lines.join('\n')
 }
 
 /** Returns the median of `values`, which must not be empty. */
