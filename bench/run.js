@@ -142,6 +142,14 @@ function describeSubject () {
   return subject
 }
 
+/** Returns the library build under test for the log: its module, or its commit and uncommitted files. */
+function describeBuild (subject) {
+  if (process.env.BENCH_FASTIFY_BACKPLANE_MODULE !== undefined) return `library ${subject.module}`
+  if (subject.workTreeCommit === undefined) return `library of an unknown commit (${subject.gitError})`
+  const uncommitted = subject.workTreeUncommittedFiles > 0 ? ` with ${subject.workTreeUncommittedFiles} uncommitted files in packages/fastify-backplane` : ''
+  return `library of commit ${subject.workTreeCommit.slice(0, 7)}${uncommitted}`
+}
+
 /** Returns the latency samplers for a fan-out: 5 % of the clients, from 10 to 100. */
 function samplersFor (fanout) {
   return Math.min(100, Math.max(10, Math.round(fanout * 0.05)))
@@ -315,7 +323,7 @@ async function main () {
     systems: {},
     errors: {}
   }
-  log(`bench ${options.mode}: ${results.machine.nproc} × ${results.machine.cpuModel} (family ${results.machine.cpu.family}, model ${results.machine.cpu.model}, ${results.machine.cpu.mhz} MHz), Node ${results.machine.node}, redis ${redis.version} on port ${redis.port}, load ${loadavg()[0].toFixed(2)}`)
+  log(`bench ${options.mode}: ${results.machine.nproc} × ${results.machine.cpuModel} (family ${results.machine.cpu.family}, model ${results.machine.cpu.model}, ${results.machine.cpu.mhz} MHz), Node ${results.machine.node}, redis ${redis.version} on port ${redis.port}, load ${loadavg()[0].toFixed(2)}, ${describeBuild(results.subject)}`)
 
   try {
     if (options.mode === 'profile') {
