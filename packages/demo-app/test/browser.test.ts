@@ -81,10 +81,6 @@ async function noteTexts (page: Page): Promise<string[]> {
   return await page.locator('#notes li .note-text').allTextContents()
 }
 
-/**
- * Records every value of the connection state attribute from now on, in `window.recordedStates`.
- * The script is a string because the test's TypeScript settings have no DOM types.
- */
 /** A connection state that the page showed, with its label and whether adding a note was possible. */
 interface RecordedState {
   state: string
@@ -93,8 +89,10 @@ interface RecordedState {
 }
 
 /**
- * Records every connection state the page shows from now on. A state can last only milliseconds,
- * as "reconnecting" does when the first retry succeeds, too short for a locator to see it.
+ * Records every connection state the page shows from now on, in `window.recordedStates`. A state
+ * can last only milliseconds, as "reconnecting" does when the first retry succeeds, too short for
+ * a locator to see it. The script is a string because the test's TypeScript settings have no DOM
+ * types.
  */
 async function recordConnectionStates (page: Page): Promise<void> {
   await page.evaluate(`(() => {
